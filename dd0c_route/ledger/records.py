@@ -1,0 +1,67 @@
+# Tests: tests/test_ledger.py
+"""
+The usage record: one per request, whatever happened to it.
+
+A record is the unit of billing truth.  It never carries a key, only the key's
+id, so that a dump of the ledger is safe to share.  Money is a ``Decimal`` (or
+``None`` when the price is unknown), never a float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Optional
+
+import attrs
+
+__all__ = ["UsageRecord", "record_to_json"]
+
+
+@attrs.frozen(kw_only=True)
+class UsageRecord:
+    """
+    What one request cost and how it went.
+
+    ``prompt_tokens``/``completion_tokens`` are the provider's figures when it
+    reported usage; ``tokens_counted_locally`` says which figures (if any) we
+    filled in ourselves ("prompt", "completion", or "prompt,completion").
+    """
+
+    request_id: str
+    response_id: Optional[str] = None
+    key_id: Optional[str] = None
+    team: Optional[str] = None
+    provider: Optional[str] = None
+    model_requested: Optional[str] = None
+    model: Optional[str] = None
+    endpoint: str = "/v1/chat/completions"
+    prompt_tokens: Optional[int] = None
+    completion_tokens: Optional[int] = None
+    cached_tokens: Optional[int] = None
+    cache_creation_tokens: Optional[int] = None
+    tokens_counted_locally: str = ""
+    cost_usd: Optional[Decimal] = None
+    status: int = 0
+    stream: bool = False
+    disconnected: bool = False
+    ttfb_ms: Optional[float] = None
+    latency_ms: float = 0.0
+    error_type: Optional[str] = None
+    created_at: float = 0.0
+    route_rule: Optional[str] = None
+    complexity: Optional[str] = None
+    cost_requested_usd: Optional[Decimal] = None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def record_to_json(record: UsageRecord) -> dict[str, Any]:
+    """
+    The record as a JSON-ready dict: decimals become strings so that no
+    float rounding ever touches money.
+    """
+    return {k: _jsonable(v) for k, v in attrs.asdict(record).items()}

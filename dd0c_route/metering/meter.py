@@ -1,0 +1,197 @@
+# Tests: tests/test_meter.py
+"""
+Turning a finished exchange into exactly one usage record.
+
+The provider's reported usage is the record whenever it exists.  Local
+counts fill only the gaps: the completion of a stream cut short (counted on
+the concatenated text the client was actually given) and the prompt of a
+request that never got a usage report.  Local counting runs in a thread
+pool, never on the reactor, so a mass disconnect cannot stall other
+streams; the record is submitted to the ledger writer when it is ready.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable, Optional, Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+
+from ..ledger.records import UsageRecord
+from ..relay.usage import UsageFacts
+
+__all__ = ["RequestInfo", "Meter"]
+
+log = Logger()
+
+
+@attrs.define
+class RequestInfo:
+    """What the web layer knows about a request before it goes upstream."""
+
+    request_id: str
+    started: float
+    endpoint: str
+    key_id: Optional[str] = None
+    team: Optional[str] = None
+    provider: Optional[str] = None
+    model_requested: Optional[str] = None
+    model: Optional[str] = None
+    stream: bool = False
+    messages: Optional[Sequence[Any]] = None
+    route_rule: Optional[str] = None
+    complexity: Optional[str] = None
+
+
+@attrs.frozen
+class Outcome:
+    """How the exchange ended, in the numbers the record needs."""
+
+    status: int
+    ended: float
+    ttfb: Optional[float] = None
+    disconnected: bool = False
+    error_type: Optional[str] = None
+    truncated: bool = False
+
+
+class Meter:
+    """
+    Builds records and hands them to ``submit`` (the ledger writer).
+
+    ``run_in_thread(f, *args)`` returns a Deferred for ``f(*args)`` run off
+    the reactor thread.
+    """
+
+    def __init__(
+        self,
+        submit: Callable[[UsageRecord], None],
+        prices: Any,
+        run_in_thread: Callable[..., Deferred[Any]],
+        counter: Any = None,
+    ) -> None:
+        self._submit = submit
+        self._prices = prices
+        self._run_in_thread = run_in_thread
+        if counter is None:
+            from .tokens import TokenCounter
+
+            counter = TokenCounter()
+        self._counter = counter
+        self._pending: set[Deferred[Any]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Records still being counted."""
+        return len(self._pending)
+
+    def drain(self) -> Deferred[None]:
+        """Fires when every record being counted has been submitted."""
+        if not self._pending:
+            return succeed(None)
+        return DeferredList(list(self._pending)).addCallback(lambda _: None)
+
+    def finalize(self, info: RequestInfo, facts: UsageFacts, outcome: Outcome) -> None:
+        """
+        Record one request.  Counting, if needed, happens in a thread; the
+        record is submitted exactly once either way.
+        """
+        # What the provider will bill: anything it answered with success,
+        # a stream cut short by either side, a request the client left
+        # while the provider worked on it, or one that timed out after it
+        # was sent.  Errors the provider refused cost nothing.
+        billable = info.model is not None and (
+            200 <= outcome.status < 300
+            or outcome.disconnected
+            or outcome.truncated
+            or outcome.error_type == "upstream_timeout"
+        )
+        need_prompt = billable and facts.prompt_tokens is None and info.messages is not None
+        need_completion = billable and facts.completion_tokens is None
+        if not (need_prompt or need_completion):
+            self._submit(self._record(info, facts, outcome, ""))
+            return
+        delivered = "".join(facts.delivered) if need_completion else None
+        d = self._run_in_thread(
+            _count, self._counter, info.model, info.messages if need_prompt else None, delivered
+        )
+
+        def counted(result: tuple[Optional[int], Optional[int]]) -> None:
+            prompt, completion = result
+            local = []
+            if prompt is not None:
+                facts.prompt_tokens = prompt
+                local.append("prompt")
+            if completion is not None:
+                facts.completion_tokens = completion
+                local.append("completion")
+            self._submit(self._record(info, facts, outcome, ",".join(local)))
+
+        def failed(failure: Any) -> None:
+            log.failure("local token counting failed", failure)
+            self._submit(self._record(info, facts, outcome, ""))
+
+        d.addCallbacks(counted, failed)
+        if not d.called:
+            self._pending.add(d)
+            d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+
+    def _record(
+        self, info: RequestInfo, facts: UsageFacts, outcome: Outcome, local: str
+    ) -> UsageRecord:
+        cost = self._cost(info.model, facts)
+        cost_requested = (
+            cost if info.model_requested == info.model else self._cost(info.model_requested, facts)
+        )
+        return UsageRecord(
+            request_id=info.request_id,
+            response_id=facts.response_id,
+            key_id=info.key_id,
+            team=info.team,
+            provider=info.provider,
+            model_requested=info.model_requested,
+            model=info.model,
+            endpoint=info.endpoint,
+            prompt_tokens=facts.prompt_tokens,
+            completion_tokens=facts.completion_tokens,
+            cached_tokens=facts.cached_tokens,
+            cache_creation_tokens=facts.cache_creation_tokens,
+            tokens_counted_locally=local,
+            cost_usd=cost,
+            status=outcome.status,
+            stream=info.stream,
+            disconnected=outcome.disconnected,
+            ttfb_ms=None if outcome.ttfb is None else round((outcome.ttfb - info.started) * 1000, 3),
+            latency_ms=round((outcome.ended - info.started) * 1000, 3),
+            error_type=outcome.error_type or facts.error_type,
+            created_at=info.started,
+            route_rule=info.route_rule,
+            complexity=info.complexity,
+            cost_requested_usd=cost_requested,
+        )
+
+    def _cost(self, model: Optional[str], facts: UsageFacts) -> Optional[Decimal]:
+        if model is None or facts.prompt_tokens is None and facts.completion_tokens is None:
+            return None if model is None else (Decimal(0) if self._prices.price_for(model) else None)
+        return self._prices.cost_usd(
+            model,
+            facts.prompt_tokens or 0,
+            facts.completion_tokens or 0,
+            cached_tokens=facts.cached_tokens or 0,
+            cache_creation_tokens=facts.cache_creation_tokens or 0,
+            prompt_includes_cached=facts.prompt_includes_cached,
+        )
+
+
+def _count(
+    counter: Any, model: str, messages: Optional[Sequence[Any]], delivered: Optional[str]
+) -> tuple[Optional[int], Optional[int]]:
+    prompt = None
+    if messages is not None:
+        prompt = counter.count_prompt(model, list(messages))
+    completion = None
+    if delivered is not None:
+        completion = counter.count_text(model, delivered) if delivered else 0
+    return prompt, completion

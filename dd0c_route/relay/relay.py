@@ -1,0 +1,389 @@
+# Tests: tests/test_relay.py, tests/test_live_openai.py
+"""
+One request's journey upstream and back: the :class:`Exchange`.
+
+States, each entered once, in order::
+
+    WAITING   the upstream request is in flight (its Deferred is pending)
+    RELAYING  the upstream body is being delivered to the client
+    DONE      the meter has been finalized
+
+The upstream body transport is registered as the streaming producer of the
+client request, so a slow reader pauses the provider socket.  When the
+client goes away, twisted.web calls that producer's ``stopProducing`` (which
+closes the provider connection, never to be pooled again); before the body
+starts there is nothing registered, so the pending Deferred is cancelled.
+Whatever the order of events (upstream done and client gone in the same
+turn, reset, timeout), :meth:`Exchange._finalize` runs exactly once.
+
+After a disconnect ``request.finished`` stays false, ``write`` is a silent
+no-op and ``finish``/``unregisterProducer`` raise: :attr:`client_gone` is our
+own flag and is the only guard used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
+from twisted.web.http import PotentialDataLoss
+
+from ..redaction import redact_sensitive
+from ..web.errors import ProxyError
+from .handlers import BodyHandler
+from .usage import UsageFacts
+
+__all__ = ["Exchange", "PASS_HEADERS"]
+
+log = Logger()
+
+#: Upstream response headers clients act on; everything else (hop-by-hop,
+#: Content-Length, Content-Encoding, cookies) stays behind.
+PASS_HEADERS = frozenset(
+    {
+        b"retry-after", b"retry-after-ms", b"x-request-id", b"request-id",
+        b"openai-processing-ms", b"openai-version", b"openai-organization",
+        b"x-ratelimit-limit-requests", b"x-ratelimit-limit-tokens",
+        b"x-ratelimit-remaining-requests", b"x-ratelimit-remaining-tokens",
+        b"x-ratelimit-reset-requests", b"x-ratelimit-reset-tokens",
+        b"anthropic-ratelimit-requests-limit", b"anthropic-ratelimit-requests-remaining",
+        b"anthropic-ratelimit-requests-reset", b"anthropic-ratelimit-tokens-limit",
+        b"anthropic-ratelimit-tokens-remaining", b"anthropic-ratelimit-tokens-reset",
+        b"anthropic-ratelimit-input-tokens-limit", b"anthropic-ratelimit-input-tokens-remaining",
+        b"anthropic-ratelimit-input-tokens-reset", b"anthropic-ratelimit-output-tokens-limit",
+        b"anthropic-ratelimit-output-tokens-remaining", b"anthropic-ratelimit-output-tokens-reset",
+    }
+)
+
+#: Error bodies are read whole (they are small) but never beyond this.
+MAX_ERROR_BODY = 1024 * 1024
+
+WAITING, RELAYING, DONE = "waiting", "relaying", "done"
+
+
+class _BodyReader(Protocol):
+    """Hands the upstream body to its exchange."""
+
+    def __init__(self, exchange: "Exchange") -> None:
+        self.exchange = exchange
+
+    def connectionMade(self) -> None:
+        self.exchange._body_started(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.exchange._body_data(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        self.exchange._body_done(reason)
+
+
+class _Discard(Protocol):
+    """Stops an unwanted body at once, so its connection is not leaked."""
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+
+class _ErrorCollector(Protocol):
+    """Reads a (bounded) error body, then hands it over."""
+
+    def __init__(self, exchange: "Exchange") -> None:
+        self.exchange = exchange
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def connectionMade(self) -> None:
+        self.exchange._body_transport = self.transport
+
+    def dataReceived(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_ERROR_BODY:
+            self.transport.stopProducing()
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        self.exchange._error_body_done(b"".join(self.parts))
+
+
+class Exchange:
+    """
+    Relays one request upstream and its response back, and finalizes its
+    meter exactly once.
+
+    ``respond_error`` writes a proxy error in the client's format;
+    ``translate_error`` maps an upstream error (status, body, headers) to
+    what the client should see; ``choose_handler`` picks the body handler
+    for a successful response; ``finalize`` receives the exchange once.
+    """
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        reactor: Any,
+        facts: UsageFacts,
+        respond_error: Callable[[Any, ProxyError], None],
+        translate_error: Callable[[int, bytes, dict[bytes, list[bytes]]], tuple[int, bytes, dict[bytes, list[bytes]]]],
+        choose_handler: Callable[[Any], BodyHandler],
+        finalize: Callable[["Exchange"], None],
+        first_byte_timeout: float,
+        idle_timeout: float,
+        started: float,
+        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        self.request = request
+        self.reactor = reactor
+        self.facts = facts
+        self._respond_error = respond_error
+        self._translate_error = translate_error
+        self._choose_handler = choose_handler
+        self._on_finalize = finalize
+        self._first_byte_timeout = first_byte_timeout
+        self._idle_timeout = idle_timeout
+        self._extra_headers = extra_headers
+        self.started = started
+        self.state = WAITING
+        self.client_gone = False
+        self.timed_out = False
+        self.status = 0
+        self.ttfb: Optional[float] = None
+        self.ended: Optional[float] = None
+        self.error_type: Optional[str] = None
+        self.upstream_failed = False
+        self._upstream_d: Any = None
+        self._body_transport: Any = None
+        self._handler: Optional[BodyHandler] = None
+        self._registered = False
+        self._timer: Any = None
+
+    # -- start ------------------------------------------------------------
+
+    def start(self, upstream_d: Any) -> None:
+        """Wait for the upstream response (call once)."""
+        self._upstream_d = upstream_d
+        self._timer = self.reactor.callLater(self._first_byte_timeout, self._first_byte_timed_out)
+        upstream_d.addCallbacks(self._got_response, self._request_failed)
+        upstream_d.addErrback(self._internal_error)
+
+    def client_lost(self, reason: Any = None) -> None:
+        """The client went away (notifyFinish errback)."""
+        if self.client_gone:
+            return
+        self.client_gone = True
+        if self.state == WAITING and self._upstream_d is not None:
+            self._upstream_d.cancel()
+        elif self._body_transport is not None:
+            # Usually done already by twisted.web (registered producer);
+            # harmless to repeat, and needed if the body was not registered.
+            self._body_transport.stopProducing()
+
+    # -- upstream events ----------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._timer = None
+
+    def _first_byte_timed_out(self) -> None:
+        self._timer = None
+        self.timed_out = True
+        if self._upstream_d is not None:
+            self._upstream_d.cancel()
+
+    def _idle_timed_out(self) -> None:
+        self._timer = None
+        self.timed_out = True
+        if self._body_transport is not None:
+            self._body_transport.stopProducing()
+
+    def _got_response(self, response: Any) -> None:
+        self._cancel_timer()
+        self._upstream_d = None
+        self.state = RELAYING
+        if self.client_gone:
+            response.deliverBody(_Discard())
+            return
+        status = response.code
+        headers = response.headers
+        if status >= 400 or status < 200:
+            self.status = status
+            self._error_headers = {
+                name: values for name, values in headers.getAllRawHeaders()
+                if name.lower() in PASS_HEADERS or name.lower() == b"content-type"
+            }
+            response.deliverBody(_ErrorCollector(self))
+            return
+        handler = self._handler = self._choose_handler(response)
+        request = self.request
+        self.status = status
+        request.setResponseCode(status)
+        out = request.responseHeaders
+        for name, values in headers.getAllRawHeaders():
+            if name.lower() in PASS_HEADERS:
+                out.setRawHeaders(name, values)
+        ctype = handler.content_type or headers.getRawHeaders(b"content-type", [b"application/json"])[0]
+        out.setRawHeaders(b"content-type", [ctype])
+        if ctype.startswith(b"text/event-stream"):
+            out.setRawHeaders(b"cache-control", [b"no-cache"])
+        for name, value in self._extra_headers:
+            out.setRawHeaders(name, [value])
+        response.deliverBody(_BodyReader(self))
+
+    def _body_started(self, transport: Any) -> None:
+        self._body_transport = transport
+        if self.client_gone:
+            transport.stopProducing()
+            return
+        self.request.registerProducer(transport, True)
+        self._registered = True
+        self._timer = self.reactor.callLater(self._idle_timeout, self._idle_timed_out)
+
+    def _body_data(self, data: bytes) -> None:
+        if self.client_gone:
+            return
+        timer = self._timer
+        if timer is not None:
+            timer.reset(self._idle_timeout)
+        assert self._handler is not None
+        try:
+            out = self._handler.data(data)
+        except Exception:
+            log.failure("stream handler failed")
+            self.upstream_failed = True
+            self._body_transport.stopProducing()
+            return
+        if out:
+            if self.ttfb is None:
+                self.ttfb = self.reactor.seconds()
+            self.request.write(out)
+
+    def _body_done(self, reason: Failure) -> None:
+        self._cancel_timer()
+        if self.state == DONE:
+            return
+        clean = reason.check(ResponseDone, PotentialDataLoss) is not None
+        if not self.client_gone:
+            assert self._handler is not None
+            if self._registered:
+                self.request.unregisterProducer()
+                self._registered = False
+            tail = b""
+            try:
+                tail = self._handler.end() if clean else b""
+            except Exception:
+                log.failure("stream handler failed at end")
+                clean = False
+            if not clean:
+                self.upstream_failed = True
+                self.error_type = "upstream_timeout" if self.timed_out else "upstream_error"
+                if self._handler.can_report_failure:
+                    tail += self._handler.failed(
+                        "upstream timed out" if self.timed_out
+                        else "the upstream connection broke before the response was complete"
+                    )
+                else:
+                    # A truncated JSON body must not look complete: cut the
+                    # connection so the client sees the failure.
+                    if tail:
+                        self.request.write(tail)
+                    self.request.loseConnection()
+                    self._finalize()
+                    return
+            if tail:
+                if self.ttfb is None:
+                    self.ttfb = self.reactor.seconds()
+                self.request.write(tail)
+            self.request.finish()
+        self._finalize()
+
+    def _error_body_done(self, body: bytes) -> None:
+        if self.state == DONE:
+            return
+        if self.client_gone:
+            self._finalize()
+            return
+        status, body, headers = self._translate_error(self.status, body, self._error_headers)
+        self.status = status
+        try:
+            import json
+
+            parsed = json.loads(body)
+            error = parsed.get("error") if isinstance(parsed, dict) else None
+            if isinstance(error, dict):
+                self.error_type = str(error.get("type") or error.get("code") or "") or None
+        except ValueError:
+            pass
+        request = self.request
+        request.setResponseCode(status)
+        for name, values in headers.items():
+            request.responseHeaders.setRawHeaders(name, values)
+        for name, value in self._extra_headers:
+            request.responseHeaders.setRawHeaders(name, [value])
+        self.ttfb = self.reactor.seconds()
+        request.write(body)
+        request.finish()
+        self._finalize()
+
+    def _request_failed(self, failure: Failure) -> None:
+        self._cancel_timer()
+        self._upstream_d = None
+        if self.client_gone:
+            self._finalize()
+            return
+        if self.timed_out:
+            error = ProxyError(504, "The upstream provider did not answer in time", code="upstream_timeout")
+        elif failure.check(ConnectError, DNSLookupError, ConnectingCancelledError) or (
+            failure.check(ResponseNeverReceived, ResponseFailed)
+        ) or failure.check(CancelledError):
+            error = ProxyError(502, "The upstream provider could not be reached", code="upstream_unreachable")
+        else:
+            log.failure("upstream request failed", failure)
+            error = ProxyError(502, "The upstream request failed", code="upstream_error")
+        self.fail(error)
+
+    def _internal_error(self, failure: Failure) -> None:
+        log.failure("relay internal error", failure)
+        if self.state != DONE:
+            if not self.client_gone and self.status == 0:
+                self.fail(ProxyError(500, "Internal proxy error", code="internal_error"))
+            else:
+                self._finalize()
+
+    # -- ending -----------------------------------------------------------
+
+    def fail(self, error: ProxyError) -> None:
+        """Answer with a proxy error (before any response byte) and finalize."""
+        self.status = error.status
+        self.error_type = error.code or error.type
+        self.upstream_failed = self.upstream_failed or error.status >= 500
+        if not self.client_gone:
+            self.ttfb = self.reactor.seconds()
+            self._respond_error(self.request, error)
+        self._finalize()
+
+    def _finalize(self) -> None:
+        if self.state == DONE:
+            return
+        self.state = DONE
+        self._cancel_timer()
+        self.ended = self.reactor.seconds()
+        try:
+            self._on_finalize(self)
+        except Exception:
+            log.failure("finalizing the meter failed")
+
+
+def scrub_error_body(body: bytes) -> bytes:
+    """Provider error bodies can echo a key: scrub before relaying."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+    return redact_sensitive(text).encode("utf-8")

@@ -1,0 +1,226 @@
+# Tests: tests/test_upstream.py
+"""
+The upstream HTTP client: one treq client around one pooled Agent.
+
+treq's defaults are wrong for a relay (see DESIGN.md), so the client is
+built once with:
+
+- our own :class:`HTTPConnectionPool` and an endpoint factory that counts
+  open provider connections, so "back to 0 after a disconnect" can be
+  proved rather than assumed;
+- a body producer that writes the request body at once (treq's default
+  producer feeds it on a later reactor turn, which costs latency);
+- a cookie jar that stores nothing (treq shares one jar between all callers:
+  one team's cookies must never reach another's requests).
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.abstract import isIPAddress
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from zope.interface import implementer
+
+import treq.client
+
+__all__ = ["ConnectionCounter", "UpstreamClient", "BytesProducer"]
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    An ``IBodyProducer`` for a body already in memory: written in one call,
+    in the same reactor turn.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _NoCookies(CookieJar):
+    """A jar whose policy accepts no cookie, and which never looks."""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+
+class ConnectionCounter:
+    """
+    Counts provider connections as they open and close.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.total = 0
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+
+    def opened(self) -> None:
+        self.open += 1
+        self.total += 1
+
+    def closed(self) -> None:
+        self.open -= 1
+        self._notify()
+
+    def wait_for(self, count: int) -> Deferred[None]:
+        """Fires when exactly ``count`` connections are open."""
+        d: Deferred[None] = Deferred()
+        self._waiters.append((count, d))
+        self._notify()
+        return d
+
+    def _notify(self) -> None:
+        ready = [(c, d) for c, d in self._waiters if c == self.open]
+        self._waiters = [(c, d) for c, d in self._waiters if c != self.open]
+        for _, d in ready:
+            d.callback(None)
+
+
+@implementer(IProtocolFactory)
+class _CountingFactory:
+    """
+    Wraps a protocol factory so each connection's life is counted, without
+    wrapping the protocol itself (the pool needs the real
+    ``HTTP11ClientProtocol`` back).
+    """
+
+    def __init__(self, wrapped: Any, counter: ConnectionCounter) -> None:
+        self._wrapped = wrapped
+        self._counter = counter
+
+    def buildProtocol(self, addr: Any) -> Optional[IProtocol]:
+        protocol = self._wrapped.buildProtocol(addr)
+        if protocol is None:
+            return None
+        counter = self._counter
+        made = protocol.connectionMade
+        lost = protocol.connectionLost
+
+        def connectionMade() -> None:
+            counter.opened()
+            made()
+
+        def connectionLost(reason: Any) -> None:
+            try:
+                lost(reason)
+            finally:
+                counter.closed()
+
+        protocol.connectionMade = connectionMade
+        protocol.connectionLost = connectionLost
+        return protocol
+
+    def doStart(self) -> None:
+        self._wrapped.doStart()
+
+    def doStop(self) -> None:
+        self._wrapped.doStop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+@implementer(IStreamClientEndpoint)
+class _CountingEndpoint:
+    def __init__(self, endpoint: Any, counter: ConnectionCounter) -> None:
+        self._endpoint = endpoint
+        self._counter = counter
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        return self._endpoint.connect(_CountingFactory(protocolFactory, self._counter))
+
+
+@implementer(IAgentEndpointFactory)
+class _EndpointFactory:
+    """
+    TCP for http, TLS (verified, service_identity) for https; an IP literal
+    skips name resolution.
+    """
+
+    def __init__(self, reactor: Any, connect_timeout: float, counter: ConnectionCounter) -> None:
+        self._reactor = reactor
+        self._timeout = connect_timeout
+        self._counter = counter
+        self._tls = BrowserLikePolicyForHTTPS()
+
+    def endpointForURI(self, uri: Any) -> Any:
+        host = uri.host.decode("ascii")
+        endpoint: Any
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
+        else:
+            endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        return _CountingEndpoint(endpoint, self._counter)
+
+
+class UpstreamClient:
+    """
+    The one treq client of the process, and what it is built on.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        connect_timeout: float = 10.0,
+        max_persistent_per_host: int = 64,
+        idle_timeout: float = 90.0,
+    ) -> None:
+        self.reactor = reactor
+        self.counter = ConnectionCounter()
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = max_persistent_per_host
+        self.pool.cachedConnectionTimeout = idle_timeout
+        self.pool.retryAutomatically = False
+        agent = Agent.usingEndpointFactory(
+            reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
+        )
+        self.http = treq.client.HTTPClient(
+            agent, cookiejar=_NoCookies(), data_to_body_producer=BytesProducer
+        )
+
+    def request(self, method: str, url: str, headers: dict[bytes, list[bytes]], body: Optional[bytes]) -> Deferred[Any]:
+        """
+        Send one request; the Deferred fires with the response as soon as
+        its headers arrive (the body is not read).
+        """
+        return self.http.request(
+            method,
+            url,
+            headers=headers,
+            data=body if body else None,
+            unbuffered=True,
+            allow_redirects=False,
+            reactor=self.reactor,
+        )
+
+    def close(self) -> Deferred[None]:
+        """Close idle pooled connections (at service stop)."""
+        return self.pool.closeCachedConnections()
