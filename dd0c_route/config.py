@@ -164,7 +164,7 @@ def _check_keys(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> Non
     for name in table:
         if name not in allowed:
             raise ConfigError(
-                f"{prefix}.{name}",
+                f"{prefix}.{name}" if prefix else name,
                 "unknown key (allowed: " + ", ".join(sorted(allowed)) + ")",
             )
 
