@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from dd0c_route.config import parse_config
@@ -139,7 +139,7 @@ def start_live_proxy(
         provider_keys, tmpdir,
     )
     testcase.addCleanup(live.stop)
-    returnValue(live)
+    return live
 
 
 def in_thread(f: Callable[..., Any], *args: Any, **kw: Any) -> Deferred[Any]:
