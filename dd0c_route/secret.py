@@ -11,6 +11,8 @@ upstream request header).
 
 from __future__ import annotations
 
+import hmac
+
 __all__ = ["Secret"]
 
 
@@ -40,11 +42,13 @@ class Secret:
         return repr(self)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and hmac.compare_digest(
+            other._value.encode("utf-8"), self._value.encode("utf-8")
+        )
 
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> "str | tuple[object, ...]":
         # Refuse to pickle/serialize the value by accident.
         raise TypeError("Secret values cannot be pickled")
