@@ -48,8 +48,12 @@ class LiveProxy:
         return self.built.app
 
     def records(self) -> Deferred[list[Any]]:
-        """Flush the writer and read every record back from SQLite."""
-        d = self.built.writer.flush()
+        """
+        Wait for records still being counted, flush the writer, and read
+        every record back from SQLite.
+        """
+        d = self.built.app.meter.drain()
+        d.addCallback(lambda _: self.built.writer.flush())
         d.addCallback(lambda _: deferToThread(lambda: list(self.built.store.read_records())))
         return d
 
