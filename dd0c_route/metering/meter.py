@@ -114,8 +114,20 @@ class Meter:
             self._submit(self._record(info, facts, outcome, ""))
             return
         delivered = "".join(facts.delivered) if need_completion else None
+        # Claude: the local tokenizer drifts from Anthropic's; when the
+        # provider reported this prompt's size, calibrate the local output
+        # count by it.
+        reported_prompt = None
+        if need_completion and not need_prompt and info.messages is not None and facts.prompt_tokens is not None:
+            from .tokens import is_claude_model
+
+            if is_claude_model(info.model or ""):
+                reported_prompt = facts.prompt_tokens
+                if not facts.prompt_includes_cached:
+                    reported_prompt += (facts.cached_tokens or 0) + (facts.cache_creation_tokens or 0)
         d = self._run_in_thread(
-            _count, self._counter, info.model, info.messages if need_prompt else None, delivered
+            _count, self._counter, info.model, info.messages if need_prompt else None, delivered,
+            info.messages, reported_prompt,
         )
 
         def counted(result: tuple[Optional[int], Optional[int]]) -> None:
@@ -186,12 +198,23 @@ class Meter:
 
 
 def _count(
-    counter: Any, model: str, messages: Optional[Sequence[Any]], delivered: Optional[str]
+    counter: Any,
+    model: str,
+    messages: Optional[Sequence[Any]],
+    delivered: Optional[str],
+    all_messages: Optional[Sequence[Any]] = None,
+    reported_prompt: Optional[int] = None,
 ) -> tuple[Optional[int], Optional[int]]:
+    """Runs in a worker thread: the local counts the record lacks."""
     prompt = None
     if messages is not None:
         prompt = counter.count_prompt(model, list(messages))
     completion = None
     if delivered is not None:
         completion = counter.count_text(model, delivered) if delivered else 0
+        if completion and reported_prompt is not None and all_messages is not None:
+            from .tokens import ClaudeCalibration
+
+            local_prompt = counter.count_prompt(model, list(all_messages))
+            completion = ClaudeCalibration.from_prompt(local_prompt, reported_prompt).scale(completion)
     return prompt, completion

@@ -1,0 +1,132 @@
+"""
+The meter: provider usage first, local counts only for the gaps, Claude
+calibrated, unknown prices unknown, exactly one record.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
+from dd0c_route.metering.prices import PriceTable
+from dd0c_route.relay.usage import UsageFacts
+
+
+class WordCounter:
+    """A counter whose answers are easy to predict: one token per word."""
+
+    def count_text(self, model, text):
+        return len(text.split())
+
+    def count_prompt(self, model, messages):
+        return sum(len(str(m.get("content", "")).split()) for m in messages) + 3
+
+
+class Harness:
+    def __init__(self):
+        self.records = []
+        self.threads: list[Deferred] = []
+        self.meter = Meter(self.records.append, PriceTable.load_default(), self.run, WordCounter())
+
+    def run(self, f, *args):
+        d = maybeDeferred(f, *args)
+        self.threads.append(d)
+        return d
+
+
+def info(model="gpt-4o", stream=True, messages=None):
+    return RequestInfo(
+        request_id="req_1", started=100.0, endpoint="/v1/chat/completions", key_id="key_1",
+        provider="openai", model_requested=model, model=model, stream=stream,
+        messages=messages if messages is not None else [{"role": "user", "content": "one two three four"}],
+    )
+
+
+class MeterTests(SynchronousTestCase):
+    def test_provider_usage_is_the_record(self):
+        """With provider usage nothing is counted locally; cost is Decimal from the table."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_usage({"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
+        h.meter.finalize(info(), facts, Outcome(status=200, ended=100.5, ttfb=100.1))
+        (record,) = h.records
+        self.assertEqual(h.threads, [])
+        self.assertEqual((record.prompt_tokens, record.completion_tokens), (1000, 500))
+        self.assertEqual(record.tokens_counted_locally, "")
+        price = PriceTable.load_default().price_for("gpt-4o")
+        expected = (price.input * 1000 + price.output * 500) / Decimal(1_000_000)
+        self.assertEqual(record.cost_usd, expected)
+        self.assertIsInstance(record.cost_usd, Decimal)
+        self.assertEqual(record.latency_ms, 500.0)
+        self.assertEqual(record.ttfb_ms, 100.0)
+
+    def test_cut_stream_bills_delivered_text(self):
+        """A stream cut short: completion counted on the delivered text, prompt too."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.delivered.extend(["Hello ", "there ", "friend"])
+        h.meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
+        (record,) = h.records
+        self.assertEqual(record.completion_tokens, 3)
+        self.assertEqual(record.prompt_tokens, 7)
+        self.assertEqual(record.tokens_counted_locally, "prompt,completion")
+        self.assertTrue(record.disconnected)
+
+    def test_disconnect_before_first_token(self):
+        """Nothing delivered: 0 completion tokens, the prompt still billed."""
+        h = Harness()
+        h.meter.finalize(info(), UsageFacts(), Outcome(status=0, ended=101.0, disconnected=True))
+        (record,) = h.records
+        self.assertEqual(record.completion_tokens, 0)
+        self.assertEqual(record.prompt_tokens, 7)
+        self.assertGreater(record.cost_usd, 0)
+
+    def test_provider_refusal_costs_nothing(self):
+        """A provider 4xx is not billable: no local counting, no cost."""
+        h = Harness()
+        h.meter.finalize(info(), UsageFacts(), Outcome(status=429, ended=101.0, error_type="rate_limit_exceeded"))
+        (record,) = h.records
+        self.assertIsNone(record.prompt_tokens)
+        self.assertIsNone(record.completion_tokens)
+        self.assertEqual(h.threads, [])
+
+    def test_unknown_model_cost_is_unknown(self):
+        """A model missing from the price table: cost None, never zero."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_usage({"prompt_tokens": 10, "completion_tokens": 5})
+        h.meter.finalize(info(model="my-local-llama"), facts, Outcome(status=200, ended=101.0))
+        self.assertIsNone(h.records[0].cost_usd)
+
+    def test_claude_output_calibrated_by_reported_prompt(self):
+        """
+        A Claude stream cut after message_start: the provider reported the
+        prompt (twice our local count here), so the local output count is
+        scaled by the same ratio.
+        """
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_usage({"input_tokens": 14, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0})
+        facts.completion_tokens = None  # message_start's placeholder is not a final count
+        facts.delivered.extend(["a b c d e"])
+        h.meter.finalize(info(model="claude-sonnet-4-5"), facts, Outcome(status=200, ended=101.0, disconnected=True))
+        (record,) = h.records
+        self.assertEqual(record.prompt_tokens, 14)
+        self.assertEqual(record.completion_tokens, 10)
+        self.assertEqual(record.tokens_counted_locally, "completion")
+
+    def test_drain_waits_for_counting(self):
+        """drain() fires only once every record being counted is submitted."""
+        h = Harness()
+        pending: Deferred = Deferred()
+        h.meter._run_in_thread = lambda f, *a: pending.addCallback(lambda _: f(*a))
+        h.meter.finalize(info(), UsageFacts(), Outcome(status=0, ended=1.0, disconnected=True))
+        drained = h.meter.drain()
+        self.assertNoResult(drained)
+        self.assertEqual(h.records, [])
+        pending.callback(None)
+        self.successResultOf(drained)
+        self.assertEqual(len(h.records), 1)
