@@ -1,0 +1,302 @@
+# Tests: tests/test_ledger.py
+"""
+The durable ledger: usage records and proxy keys in one SQLite file.
+
+Threading: one connection opened with ``check_same_thread=False`` and every
+use of it serialised by a lock.  In the server only the ledger thread (and,
+for key lookups, whichever worker the key cache is given) touches it, so the
+lock is almost never contended; a connection per thread would buy concurrent
+readers we do not need at the cost of connections we could not close from
+the reactor thread.  The CLI is a separate process: WAL mode lets it read
+while the server writes, and ``busy_timeout`` makes either side wait for the
+other's short write transactions instead of failing.
+
+Money is stored as the ``Decimal``'s exact text, never as a REAL, so sums
+are done in Python with ``Decimal``; booleans are INTEGER 0/1.
+
+Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` takes a
+database from version ``n`` to ``n + 1``, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Callable, Optional, Sequence
+
+import attrs
+from zope.interface import implementer
+
+from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken
+from .records import UsageRecord
+
+__all__ = ["SCHEMA_VERSION", "LedgerSchemaError", "SQLiteLedger"]
+
+
+#: (column, SQL type) for each UsageRecord field, in field order.  Adding a
+#: field to UsageRecord needs a migration here; a test checks they agree.
+_USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "TEXT NOT NULL UNIQUE"),
+    ("response_id", "TEXT"),
+    ("key_id", "TEXT"),
+    ("team", "TEXT"),
+    ("provider", "TEXT"),
+    ("model_requested", "TEXT"),
+    ("model", "TEXT"),
+    ("endpoint", "TEXT NOT NULL"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("cached_tokens", "INTEGER"),
+    ("cache_creation_tokens", "INTEGER"),
+    ("tokens_counted_locally", "TEXT NOT NULL"),
+    ("cost_usd", "TEXT"),
+    ("status", "INTEGER NOT NULL"),
+    ("stream", "INTEGER NOT NULL"),
+    ("disconnected", "INTEGER NOT NULL"),
+    ("ttfb_ms", "REAL"),
+    ("latency_ms", "REAL NOT NULL"),
+    ("error_type", "TEXT"),
+    ("created_at", "REAL NOT NULL"),
+    ("route_rule", "TEXT"),
+    ("complexity", "TEXT"),
+    ("cost_requested_usd", "TEXT"),
+)
+
+_DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd"})
+_BOOL_COLUMNS = frozenset({"stream", "disconnected"})
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE usage (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        + ", ".join(f"{name} {kind}" for name, kind in _USAGE_COLUMNS)
+        + ")",
+        "CREATE INDEX usage_created_at ON usage (created_at)",
+        "CREATE TABLE keys ("
+        "key_id TEXT PRIMARY KEY, "
+        "name TEXT NOT NULL, "
+        "key_hash TEXT NOT NULL UNIQUE, "
+        "created_at REAL NOT NULL, "
+        "team TEXT, "
+        "revoked_at REAL)",
+        "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
+    ),
+)
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
+    ", ".join(name for name, _ in _USAGE_COLUMNS),
+    ", ".join("?" for _ in _USAGE_COLUMNS),
+)
+_SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at"
+
+
+class LedgerSchemaError(Exception):
+    """The database was written by a newer dd0c-route than this one."""
+
+
+def _record_row(record: UsageRecord) -> tuple[Any, ...]:
+    row: list[Any] = []
+    for name, _ in _USAGE_COLUMNS:
+        value = getattr(record, name)
+        if name in _DECIMAL_COLUMNS and value is not None:
+            value = str(value)
+        elif name in _BOOL_COLUMNS:
+            value = int(value)
+        row.append(value)
+    return tuple(row)
+
+
+def _row_record(row: Sequence[Any]) -> UsageRecord:
+    values: dict[str, Any] = {}
+    for (name, _), value in zip(_USAGE_COLUMNS, row):
+        if name in _DECIMAL_COLUMNS and value is not None:
+            value = Decimal(value)
+        elif name in _BOOL_COLUMNS:
+            value = bool(value)
+        values[name] = value
+    return UsageRecord(**values)
+
+
+def _row_key(row: Sequence[Any]) -> KeyInfo:
+    key_id, name, key_hash, created_at, team, revoked_at = row
+    return KeyInfo(
+        key_id=key_id,
+        name=name,
+        key_hash=key_hash,
+        created_at=created_at,
+        team=team,
+        revoked_at=revoked_at,
+    )
+
+
+@implementer(IUsageStore, IKeyStore)
+class SQLiteLedger:
+    """
+    L{IUsageStore} and L{IKeyStore} over one SQLite file (blocking).
+
+    Opening creates or migrates the schema.  Use it from a worker thread in
+    the server; the CLI uses it directly.  ``path`` may be ``":memory:"``.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The database's ``PRAGMA user_version``."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        while True:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerSchemaError(
+                    f"ledger {self.path!r} has schema version {version}, newer than the "
+                    f"{SCHEMA_VERSION} this dd0c-route understands: upgrade dd0c-route"
+                )
+            if version == SCHEMA_VERSION:
+                return
+
+            def step(conn: sqlite3.Connection, version: int = version) -> None:
+                # Another process may have migrated meanwhile: re-check
+                # under the write lock that BEGIN IMMEDIATE takes.
+                if conn.execute("PRAGMA user_version").fetchone()[0] != version:
+                    return
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+
+            self._transaction(step)
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run C{body} in one write transaction (caller holds no lock)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _write(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            return self._transaction(body)
+
+    # -- IUsageStore -----------------------------------------------------
+
+    def write_records(self, records: Sequence[UsageRecord]) -> None:
+        """Insert the records in one transaction; known request ids are skipped."""
+        rows = [_record_row(record) for record in records]
+        if rows:
+            self._write(lambda conn: conn.executemany(_INSERT_USAGE, rows))
+
+    def read_records(self, since: Optional[float] = None) -> list[UsageRecord]:
+        """Stored records (``created_at >= since`` if given), in write order."""
+        with self._lock:
+            if since is None:
+                cursor = self._conn.execute(_SELECT_USAGE + " ORDER BY seq")
+            else:
+                cursor = self._conn.execute(
+                    _SELECT_USAGE + " WHERE created_at >= ? ORDER BY seq", (since,)
+                )
+            rows = cursor.fetchall()
+        return [_row_record(row) for row in rows]
+
+    # -- IKeyStore -------------------------------------------------------
+
+    def add_key(self, info: KeyInfo) -> None:
+        """Store a new key; L{KeyNameTaken} if an active key has its name."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            taken = conn.execute(
+                "SELECT 1 FROM keys WHERE name = ? AND revoked_at IS NULL", (info.name,)
+            ).fetchone()
+            if taken is not None and info.revoked_at is None:
+                raise KeyNameTaken(f"an active key is already named {info.name!r}")
+            try:
+                conn.execute(
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError("a key with this id or hash already exists") from None
+
+        self._write(insert)
+
+    def find_by_hash(self, key_hash: str) -> Optional[KeyInfo]:
+        """The key with this hash, revoked or not."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+        return None if row is None else _row_key(row)
+
+    def list_keys(self) -> list[KeyInfo]:
+        """All keys, oldest first (one query: the key cache reloads with it)."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, rowid"
+            ).fetchall()
+        return [_row_key(row) for row in rows]
+
+    def revoke(self, key_id_or_name: str, when: float) -> Optional[KeyInfo]:
+        """Revoke by id, else by name (see L{IKeyStore.revoke})."""
+
+        def update(conn: sqlite3.Connection) -> Optional[KeyInfo]:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM keys WHERE key_id = ?", (key_id_or_name,)
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = ? "
+                    "ORDER BY revoked_at IS NULL DESC, created_at DESC, rowid DESC LIMIT 1",
+                    (key_id_or_name,),
+                ).fetchone()
+            if row is None:
+                return None
+            info = _row_key(row)
+            if info.revoked_at is not None:
+                return info
+            conn.execute("UPDATE keys SET revoked_at = ? WHERE key_id = ?", (when, info.key_id))
+            return attrs.evolve(info, revoked_at=when)
+
+        result: Optional[KeyInfo] = self._write(update)
+        return result

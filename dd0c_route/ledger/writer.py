@@ -1,0 +1,261 @@
+# Tests: tests/test_ledger.py
+"""
+The usage writer: records leave the reactor thread in batches.
+
+The relay finishes a request by calling L{UsageWriter.submit}, which only
+appends to a deque.  A timer armed by the first submit (no timer runs while
+the queue is idle) hands the queue to one dedicated worker thread in
+batches, one batch at a time, so SQLite never runs on the reactor thread and
+batches never interleave or reorder.
+
+A batch is removed from the queue only after the store has committed it.
+A failed write is logged and the same batch is retried after a back-off,
+ahead of newer records; ``write_records`` is idempotent by request id, so
+even an ambiguous failure cannot double-count.  Records are never dropped
+for lack of room: past ``warn_pending`` queued records a warning is logged
+(once per incident) and the records are kept.
+
+On stop (twistd's graceful shutdown calls ``stopService``) every queued
+record is written before the worker thread is stopped.  If the store keeps
+failing until ``stop_timeout``, the unwritten records are logged as JSON in
+one critical event, so they can still be recovered from the log.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .interfaces import IThreadRunner, IUsageStore
+from .records import UsageRecord, record_to_json
+
+__all__ = ["UsageWriter"]
+
+
+class UsageWriter(Service):
+    """
+    Batches usage records to an L{IUsageStore} through an L{IThreadRunner}.
+
+    The writer owns the runner's lifetime: it starts it in C{startService}
+    and stops it after the last flush in C{stopService}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        store: IUsageStore,
+        reactor: IReactorTime,
+        runner: IThreadRunner,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        *,
+        max_retry_interval: float = 5.0,
+        warn_pending: int = 100_000,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
+        if flush_interval < 0:
+            raise ValueError(f"flush_interval must not be negative, not {flush_interval!r}")
+        self.setName("usage-writer")
+        self._store = store
+        self._reactor = reactor
+        self._runner = runner
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_retry_interval = max_retry_interval
+        self._warn_pending = warn_pending
+        self._stop_timeout = stop_timeout
+
+        self._queue: deque[UsageRecord] = deque()
+        self._submitted = 0
+        self._written = 0
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+        self._timer: Optional[IDelayedCall] = None
+        self._draining = False
+        self._failures = 0
+        self._warned = False
+        self._warned_after_stop = False
+        self._stopping: Optional[Deferred[None]] = None
+
+    # -- the hot path ----------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Records submitted and not yet committed."""
+        return len(self._queue)
+
+    def submit(self, record: UsageRecord) -> None:
+        """
+        Queue one record; O(1), never blocks and never raises.
+        """
+        self._queue.append(record)
+        self._submitted += 1
+        size = len(self._queue)
+        if size > self._warn_pending and not self._warned:
+            self._warned = True
+            self._log.warn(
+                "{pending} usage records are waiting to be written (the ledger is "
+                "slow or failing); keeping them all in memory",
+                pending=size,
+            )
+        if self._stopping is not None and self._stopping.called:
+            if not self._warned_after_stop:
+                self._warned_after_stop = True
+                self._log.error(
+                    "Usage record {request_id} submitted after the writer stopped; "
+                    "it stays in memory only",
+                    request_id=record.request_id,
+                )
+            return
+        if self.running and not self._draining:
+            if size >= self._batch_size:
+                self._arm(0)
+            elif self._timer is None:
+                self._arm(self._flush_interval)
+
+    # -- flushing --------------------------------------------------------
+
+    def flush(self) -> Deferred[None]:
+        """
+        Write everything queued now.
+
+        Fires with None once those records are committed, or fails with the
+        write's error (the records stay queued and are retried).
+        """
+        target = self._submitted
+        if self._written >= target:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append((target, d))
+        self._kick()
+        return d
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            if delay >= self._timer.getTime() - self._reactor.seconds():
+                return
+            self._timer.cancel()
+        self._timer = self._reactor.callLater(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._draining:
+            return
+        self._draining = True
+        Deferred.fromCoroutine(self._drain()).addCallbacks(self._drained, self._drain_failed)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = list(islice(self._queue, self._batch_size))
+            await self._runner.run(self._store.write_records, batch)
+            for _ in batch:
+                self._queue.popleft()
+            self._written += len(batch)
+            self._failures = 0
+            self._fire_waiters()
+
+    def _fire_waiters(self) -> None:
+        ready = [d for target, d in self._waiters if target <= self._written]
+        self._waiters = [(t, d) for t, d in self._waiters if t > self._written]
+        for d in ready:
+            d.callback(None)
+
+    def _drained(self, _: object) -> None:
+        self._draining = False
+        if len(self._queue) < self._warn_pending // 2:
+            self._warned = False
+
+    def _drain_failed(self, failure: Failure) -> None:
+        self._draining = False
+        self._failures += 1
+        delay = self._retry_delay()
+        self._log.failure(
+            "Writing usage records failed; {pending} kept for retry in {delay:.1f}s",
+            failure,
+            pending=len(self._queue),
+            delay=delay,
+        )
+        waiters, self._waiters = self._waiters, []
+        for _, d in waiters:
+            d.errback(failure)
+        if self.running and self._queue:
+            self._arm(delay)
+
+    def _retry_delay(self) -> float:
+        base = max(self._flush_interval, 0.05)
+        return float(min(base * 2 ** max(self._failures - 1, 0), self._max_retry_interval))
+
+    # -- service ---------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start the worker thread and flush anything queued before start."""
+        Service.startService(self)
+        self._runner.start()
+        if self._queue:
+            self._arm(0)
+
+    def stopService(self) -> Deferred[None]:
+        """Write every queued record, then stop the worker thread."""
+        Service.stopService(self)
+        return self.stop()
+
+    def stop(self) -> Deferred[None]:
+        """
+        Flush everything (retrying until ``stop_timeout``), then stop the
+        worker thread.  Idempotent; the Deferred never fails.
+        """
+        if self.running:
+            Service.stopService(self)
+        if self._stopping is None:
+            self._stopping = Deferred.fromCoroutine(self._stop())
+            self._stopping.addErrback(
+                lambda failure: self._log.failure("Stopping the usage writer failed", failure)
+            )
+        done: Deferred[None] = Deferred()
+
+        def release(_: object) -> None:
+            done.callback(None)
+
+        self._stopping.addCallback(release)
+        return done
+
+    async def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._reactor.seconds() + self._stop_timeout
+        while self._queue:
+            try:
+                await self.flush()
+            except Exception:
+                # Already logged by _drain_failed; retry until the deadline.
+                if self._reactor.seconds() >= deadline:
+                    self._give_up()
+                    break
+                await deferLater(self._reactor, self._retry_delay(), lambda: None)
+        self._runner.stop()
+
+    def _give_up(self) -> None:
+        records: list[dict[str, Any]] = [record_to_json(r) for r in self._queue]
+        self._log.critical(
+            "Stopping with {count} usage records unwritten; they are kept in "
+            "this event's 'records' field",
+            count=len(records),
+            records=records,
+        )
