@@ -50,7 +50,8 @@ class Harness:
                 captured.append(request)
                 return NOT_DONE_YET
 
-        site = Site(Capture())
+        # No idle timeout: its timer would land on the global reactor.
+        site = Site(Capture(), timeout=None, reactor=self.clock)
         self.channel = site.buildProtocol(None)
         self.channel.makeConnection(self.client)
         self.channel.dataReceived(
