@@ -130,3 +130,13 @@ class MeterTests(SynchronousTestCase):
         pending.callback(None)
         self.successResultOf(drained)
         self.assertEqual(len(h.records), 1)
+
+
+class UnreachableNotBilledTests(SynchronousTestCase):
+    def test_502_unreachable_costs_nothing(self):
+        """A provider that was never reached bills nothing: no local counts."""
+        h = Harness()
+        h.meter.finalize(info(), UsageFacts(), Outcome(status=502, ended=101.0, error_type="upstream_unreachable"))
+        (record,) = h.records
+        self.assertIsNone(record.prompt_tokens)
+        self.assertEqual(h.threads, [])

@@ -100,6 +100,9 @@ class PassThroughTests(TestCase):
         self.assertEqual(body["error"]["code"], "upstream_unreachable")
         records = yield live.records()
         self.assertEqual(records[0].status, 502)
+        # Never reached, never billed.
+        self.assertIsNone(records[0].prompt_tokens)
+        self.assertEqual(records[0].cost_usd, 0)
 
     @inlineCallbacks
     def test_silent_provider_is_504(self):

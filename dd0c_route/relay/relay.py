@@ -155,6 +155,8 @@ class Exchange:
         self.ttfb: Optional[float] = None
         self.ended: Optional[float] = None
         self.error_type: Optional[str] = None
+        #: The response body broke off (upstream reset, idle timeout, a
+        #: handler error): the client got part of a billable answer.
         self.upstream_failed = False
         self._upstream_d: Any = None
         self._body_transport: Any = None
@@ -362,7 +364,6 @@ class Exchange:
         """Answer with a proxy error (before any response byte) and finalize."""
         self.status = error.status
         self.error_type = error.code or error.type
-        self.upstream_failed = self.upstream_failed or error.status >= 500
         if not self.client_gone:
             self.ttfb = self.reactor.seconds()
             self._respond_error(self.request, error)
