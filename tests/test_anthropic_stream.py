@@ -5,6 +5,7 @@ rewritten as OpenAI chat.completion.chunk dicts.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -324,7 +325,7 @@ def test_any_split_of_text(text: str, cuts: list[int], include_usage: bool) -> N
     framing (role, finish, and usage when asked).
     """
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])] or [""]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)] or [""]
     chunks, _ = run([message_start(), *text_block(0, pieces), *message_end()], include_usage)
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert content == text

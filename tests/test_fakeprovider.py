@@ -409,7 +409,7 @@ class OpenAIOtherEndpointTests(_FakeTestCase):
 
         result = yield in_thread(call)
         self.assertEqual(len(result.data[0].embedding), 8)
-        for mine, theirs in zip(result.data[0].embedding, body["data"][0]["embedding"]):
+        for mine, theirs in zip(result.data[0].embedding, body["data"][0]["embedding"], strict=False):
             self.assertAlmostEqual(mine, theirs, places=6)
 
     @inlineCallbacks

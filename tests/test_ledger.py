@@ -128,7 +128,7 @@ class LedgerContractMixin:
         """A batch written twice (a retry) is stored once."""
         batch = [make_record(1), make_record(2)]
         self.store.write_records(batch)
-        self.store.write_records(batch + [make_record(3)])
+        self.store.write_records([*batch, make_record(3)])
         assert [r.request_id for r in self.store.read_records()] == ["req-1", "req-2", "req-3"]
 
     def test_read_since(self) -> None:

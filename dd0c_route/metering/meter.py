@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from ..ledger.records import UsageRecord
 from ..relay.usage import UsageFacts
 
-__all__ = ["RequestInfo", "Meter"]
+__all__ = ["Meter", "RequestInfo"]
 
 log = Logger()
 
@@ -148,7 +148,11 @@ class Meter:
         d.addCallbacks(counted, failed)
         if not d.called:
             self._pending.add(d)
-            d.addBoth(lambda result: (self._pending.discard(d), result)[1])
+            d.addBoth(self._forget, d)
+
+    def _forget(self, result: Any, d: Deferred[Any]) -> Any:
+        self._pending.discard(d)
+        return result
 
     def _record(
         self, info: RequestInfo, facts: UsageFacts, outcome: Outcome, local: str
@@ -185,7 +189,7 @@ class Meter:
         )
 
     def _cost(self, model: Optional[str], facts: UsageFacts) -> Optional[Decimal]:
-        if model is None or facts.prompt_tokens is None and facts.completion_tokens is None:
+        if model is None or (facts.prompt_tokens is None and facts.completion_tokens is None):
             return None if model is None else (Decimal(0) if self._prices.price_for(model) else None)
         return self._prices.cost_usd(
             model,

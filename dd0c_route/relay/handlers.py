@@ -19,9 +19,9 @@ from .usage import UsageFacts
 
 __all__ = [
     "BodyHandler",
+    "GenericStreamHandler",
     "JSONBodyHandler",
     "OpenAIChatStreamHandler",
-    "GenericStreamHandler",
 ]
 
 #: Non-stream bodies are teed up to this size to read their usage; larger
@@ -116,7 +116,8 @@ class GenericStreamHandler(BodyHandler):
             except ValueError:
                 return event.raw
             if isinstance(obj, dict):
-                self.facts.take_body(obj.get("response") if isinstance(obj.get("response"), dict) else obj)
+                inner = obj.get("response")
+                self.facts.take_body(inner if isinstance(inner, dict) else obj)
         return event.raw
 
     def failed(self, message: str) -> bytes:

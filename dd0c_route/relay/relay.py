@@ -23,7 +23,7 @@ own flag and is the only guard used.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
@@ -38,7 +38,7 @@ from ..web.errors import ProxyError
 from .handlers import BodyHandler
 from .usage import UsageFacts
 
-__all__ = ["Exchange", "PASS_HEADERS"]
+__all__ = ["PASS_HEADERS", "Exchange"]
 
 log = Logger()
 
@@ -69,7 +69,7 @@ WAITING, RELAYING, DONE = "waiting", "relaying", "done"
 class _BodyReader(Protocol):
     """Hands the upstream body to its exchange."""
 
-    def __init__(self, exchange: "Exchange") -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
 
     def connectionMade(self) -> None:
@@ -86,13 +86,13 @@ class _Discard(Protocol):
     """Stops an unwanted body at once, so its connection is not leaked."""
 
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        cast(Any, self.transport).stopProducing()
 
 
 class _ErrorCollector(Protocol):
     """Reads a (bounded) error body, then hands it over."""
 
-    def __init__(self, exchange: "Exchange") -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
         self.parts: list[bytes] = []
         self.size = 0
@@ -103,7 +103,7 @@ class _ErrorCollector(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > MAX_ERROR_BODY:
-            self.transport.stopProducing()
+            cast(Any, self.transport).stopProducing()
             return
         self.parts.append(data)
 
@@ -131,7 +131,7 @@ class Exchange:
         respond_error: Callable[[Any, ProxyError], None],
         translate_error: Callable[[int, bytes, dict[bytes, list[bytes]]], tuple[int, bytes, dict[bytes, list[bytes]]]],
         choose_handler: Callable[[Any], BodyHandler],
-        finalize: Callable[["Exchange"], None],
+        finalize: Callable[[Exchange], None],
         first_byte_timeout: float,
         idle_timeout: float,
         started: float,

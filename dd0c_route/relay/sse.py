@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 import attrs
 
-__all__ = ["SSEEvent", "SSEDecoder", "encode_event"]
+__all__ = ["SSEDecoder", "SSEEvent", "encode_event"]
 
 #: A blank line: two line ends in a row, each CRLF, LF or CR (longest first).
 _EVENT_END = re.compile(rb"\r\n\r\n|\r\n\n|\n\r\n|\r\n\r|\n\n|\n\r|\r\r")

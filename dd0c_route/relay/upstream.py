@@ -17,19 +17,19 @@ built once with:
 from __future__ import annotations
 
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
+import treq.client
+from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
-from twisted.internet.abstract import isIPAddress
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
-import treq.client
-
-__all__ = ["ConnectionCounter", "UpstreamClient", "BytesProducer"]
+__all__ = ["BytesProducer", "ConnectionCounter", "UpstreamClient"]
 
 
 @implementer(IBodyProducer)
@@ -197,13 +197,13 @@ class UpstreamClient:
         self.counter = ConnectionCounter()
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = max_persistent_per_host
-        self.pool.cachedConnectionTimeout = idle_timeout
+        self.pool.cachedConnectionTimeout = int(idle_timeout)
         self.pool.retryAutomatically = False
         agent = Agent.usingEndpointFactory(
             reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
         )
         self.http = treq.client.HTTPClient(
-            agent, cookiejar=_NoCookies(), data_to_body_producer=BytesProducer
+            agent, cookiejar=cast(Any, _NoCookies()), data_to_body_producer=BytesProducer
         )
 
     def request(self, method: str, url: str, headers: dict[bytes, list[bytes]], body: Optional[bytes]) -> Deferred[Any]:
@@ -214,7 +214,7 @@ class UpstreamClient:
         return self.http.request(
             method,
             url,
-            headers=headers,
+            headers=Headers(cast(Any, headers)),
             data=body if body else None,
             unbuffered=True,
             allow_redirects=False,

@@ -19,9 +19,15 @@ class UsageFacts:
     """Mutable, per request; read once by the meter at finalization."""
 
     __slots__ = (
-        "response_id", "prompt_tokens", "completion_tokens", "cached_tokens",
-        "cache_creation_tokens", "delivered", "error_type", "usage_seen",
+        "cache_creation_tokens",
+        "cached_tokens",
+        "completion_tokens",
+        "delivered",
+        "error_type",
         "prompt_includes_cached",
+        "prompt_tokens",
+        "response_id",
+        "usage_seen",
     )
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 __all__ = ["Event", "Exchange", "json_body", "serve"]
 
 import json
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, cast
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -80,12 +80,14 @@ class Exchange:
             name.decode("latin-1").lower(): [v.decode("latin-1") for v in values]
             for name, values in request.requestHeaders.getAllRawHeaders()
         }
-        request.content.seek(0)
+        content = request.content
+        assert content is not None
+        content.seek(0)
         exchange.received = ReceivedRequest(
             method=request.method.decode("ascii"),
             path=request.path.decode("utf-8", "replace"),
             headers=headers,
-            body=request.content.read(),
+            body=content.read(),
         )
         state.record(exchange.received)
         return exchange
@@ -149,7 +151,7 @@ class Exchange:
             nonlocal polls
             polls += 1
             if _write_drained(transport) or polls >= _MAX_FLUSH_POLLS:
-                transport.abortConnection()
+                cast(Any, transport).abortConnection()
             else:
                 self.later(0, check)
 

@@ -20,7 +20,7 @@ from zope.interface import implementer
 from ..ledger.interfaces import IKeyStore, IThreadRunner, IUsageStore, KeyInfo, KeyNameTaken
 from ..ledger.records import UsageRecord
 
-__all__ = ["InMemoryLedger", "FlakyUsageStore", "SynchronousRunner", "DeferredRunner"]
+__all__ = ["DeferredRunner", "FlakyUsageStore", "InMemoryLedger", "SynchronousRunner"]
 
 
 @implementer(IUsageStore, IKeyStore)

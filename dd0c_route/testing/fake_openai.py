@@ -284,8 +284,8 @@ class FakeOpenAI:
             else:
                 yield _sse(chunk(delta({"role": "assistant", "content": "", "refusal": None})))
                 text = reply_text_for(scenario, last_user)
-                for piece in split_reply(scenario, text):
-                    yield Event(_sse(chunk(delta({"content": piece}))).data, True)
+                for words in split_reply(scenario, text):
+                    yield Event(_sse(chunk(delta({"content": words}))).data, True)
             if scenario.mid_stream_error is not None:
                 yield _sse({"error": scenario.mid_stream_error})
                 return

@@ -77,7 +77,7 @@ def _control(request: Request, state: FakeProviderState) -> bytes:
         return b"{}"
     if request.method == b"POST" and path == b"/_fake/scenario":
         try:
-            fields = json.loads(request.content.read())
+            fields = json.loads(request.content.read() if request.content is not None else b"")
             if not isinstance(fields, dict):
                 raise ValueError("a scenario must be a JSON object")
             make_default = bool(fields.pop("default", False))
@@ -132,7 +132,7 @@ class _CountingFactory(WrappingFactory):
 class _QuietSite(Site):
     """No access log: it is noise in test output."""
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         pass
 
 

@@ -56,7 +56,7 @@ class ProxyRequest(Request):
             try:
                 self.loseConnection()
             except Exception:
-                pass
+                log.failure("closing a failed request's connection")
             return
         body = openai_error_body(ProxyError(500, "Internal proxy error", code="internal_error"))
         self.setResponseCode(500)
