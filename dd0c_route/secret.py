@@ -49,6 +49,6 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self) -> "str | tuple[object, ...]":
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Refuse to pickle/serialize the value by accident.
         raise TypeError("Secret values cannot be pickled")

@@ -17,7 +17,7 @@ from zope.interface import Interface
 
 from .records import UsageRecord
 
-__all__ = ["IUsageStore", "IKeyStore", "IThreadRunner", "KeyInfo", "KeyNameTaken"]
+__all__ = ["IKeyStore", "IThreadRunner", "IUsageStore", "KeyInfo", "KeyNameTaken"]
 
 
 @attrs.frozen

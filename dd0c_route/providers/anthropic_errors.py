@@ -23,10 +23,10 @@ from typing import Any, Mapping, Optional, Union
 import attrs
 
 __all__ = [
+    "UPSTREAM_AUTH_MESSAGE",
     "TranslationError",
     "anthropic_error_to_openai",
     "anthropic_error_to_openai_payload",
-    "UPSTREAM_AUTH_MESSAGE",
 ]
 
 UPSTREAM_AUTH_MESSAGE = "Invalid API key for the upstream provider"

@@ -15,7 +15,7 @@ from typing import Optional
 
 import attrs
 
-__all__ = ["ProxyError", "openai_error_body", "anthropic_error_body"]
+__all__ = ["ProxyError", "anthropic_error_body", "openai_error_body"]
 
 _OPENAI_TYPES = {
     400: "invalid_request_error",
