@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from ..ledger.records import UsageRecord
+from ..redaction import redact_sensitive
 from ..relay.usage import UsageFacts
 
 __all__ = ["Meter", "RequestInfo"]
@@ -163,13 +164,13 @@ class Meter:
         )
         return UsageRecord(
             request_id=info.request_id,
-            response_id=facts.response_id,
+            response_id=_clean(facts.response_id),
             key_id=info.key_id,
             team=info.team,
             provider=info.provider,
-            model_requested=info.model_requested,
-            model=info.model,
-            endpoint=info.endpoint,
+            model_requested=_clean(info.model_requested),
+            model=_clean(info.model),
+            endpoint=_clean(info.endpoint),
             prompt_tokens=facts.prompt_tokens,
             completion_tokens=facts.completion_tokens,
             cached_tokens=facts.cached_tokens,
@@ -181,7 +182,7 @@ class Meter:
             disconnected=outcome.disconnected,
             ttfb_ms=None if outcome.ttfb is None else round((outcome.ttfb - info.started) * 1000, 3),
             latency_ms=round((outcome.ended - info.started) * 1000, 3),
-            error_type=outcome.error_type or facts.error_type,
+            error_type=_clean(outcome.error_type or facts.error_type),
             created_at=info.started,
             route_rule=info.route_rule,
             complexity=info.complexity,
@@ -199,6 +200,14 @@ class Meter:
             cache_creation_tokens=facts.cache_creation_tokens or 0,
             prompt_includes_cached=facts.prompt_includes_cached,
         )
+
+
+def _clean(value: Optional[str]) -> Optional[str]:
+    """
+    Client-controlled text (a model name, a path, an id) can hold a key a
+    client pasted by mistake: records keep it only redacted.
+    """
+    return None if value is None else redact_sensitive(value)
 
 
 def _count(

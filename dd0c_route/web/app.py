@@ -286,7 +286,7 @@ class Call:
         if provider is None:
             raise ProxyError(
                 404,
-                f"The model `{model[:200]}` does not exist or you do not have access to it.",
+                f"The model `{redact_sensitive(model[:200])}` does not exist or you do not have access to it.",
                 param="model",
                 code="model_not_found",
             )
