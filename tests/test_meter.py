@@ -140,3 +140,69 @@ class UnreachableNotBilledTests(SynchronousTestCase):
         (record,) = h.records
         self.assertIsNone(record.prompt_tokens)
         self.assertEqual(h.threads, [])
+
+
+class BatchingTests(SynchronousTestCase):
+    def test_one_thread_hand_off_per_turn(self):
+        """
+        With a clock, every count needed in one reactor turn goes to the
+        thread as one call (a mass disconnect is one hand-off), and each
+        record is still submitted exactly once.
+        """
+        from twisted.internet.task import Clock
+
+        h = Harness()
+        clock = Clock()
+        calls = []
+
+        def run(f, *args):
+            calls.append(args)
+            return maybeDeferred(f, *args)
+
+        h.meter = Meter(h.records.append, PriceTable.load_default(), run, WordCounter(), clock=clock)
+        for _ in range(5):
+            facts = UsageFacts()
+            facts.delivered.append("two words")
+            h.meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
+        self.assertEqual(h.records, [])
+        self.assertEqual(h.meter.pending, 5)
+        clock.advance(0)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(len(h.records), 5)
+        self.assertEqual({r.completion_tokens for r in h.records}, {2})
+        self.assertEqual(h.meter.pending, 0)
+
+    def test_one_failing_count_does_not_sink_the_batch(self):
+        """A job whose counting raises still gets its record; the others are counted."""
+        from twisted.internet.task import Clock
+
+        class Fussy(WordCounter):
+            def count_text(self, model, text):
+                if "boom" in text:
+                    raise ValueError("cannot count")
+                return super().count_text(model, text)
+
+        records = []
+        clock = Clock()
+        meter = Meter(records.append, PriceTable.load_default(), maybeDeferred, Fussy(), clock=clock)
+        for text in ("fine text", "boom"):
+            facts = UsageFacts()
+            facts.delivered.append(text)
+            meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
+        clock.advance(0)
+        self.assertEqual(len(records), 2)
+        self.assertEqual(records[0].completion_tokens, 2)
+        self.assertEqual(records[1].tokens_counted_locally, "")
+        self.flushLoggedErrors()
+
+    def test_drain_flushes_queued_jobs(self):
+        """drain() sends jobs still waiting for their turn and waits for them."""
+        from twisted.internet.task import Clock
+
+        records = []
+        clock = Clock()
+        meter = Meter(records.append, PriceTable.load_default(), maybeDeferred, WordCounter(), clock=clock)
+        meter.finalize(info(), UsageFacts(), Outcome(status=0, ended=1.0, disconnected=True))
+        self.successResultOf(meter.drain())
+        self.assertEqual(len(records), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -72,6 +72,7 @@ class Meter:
         prices: Any,
         run_in_thread: Callable[..., Deferred[Any]],
         counter: Any = None,
+        clock: Any = None,
     ) -> None:
         self._submit = submit
         self._prices = prices
@@ -81,15 +82,23 @@ class Meter:
 
             counter = TokenCounter()
         self._counter = counter
+        #: With a clock, counting jobs finalized in the same reactor turn go
+        #: to the thread as one batch (a mass disconnect then costs one
+        #: thread hand-off, not one per stream); without, one job each.
+        self._clock = clock
+        self._queue: list[_Job] = []
+        self._flush_call: Any = None
         self._pending: set[Deferred[Any]] = set()
 
     @property
     def pending(self) -> int:
-        """Records still being counted."""
-        return len(self._pending)
+        """Records still being counted (queued or in the thread)."""
+        return len(self._queue) + sum(1 for _ in self._pending)
 
     def drain(self) -> Deferred[None]:
         """Fires when every record being counted has been submitted."""
+        if self._queue:
+            self._flush()
         if not self._pending:
             return succeed(None)
         return DeferredList(list(self._pending)).addCallback(lambda _: None)
@@ -126,25 +135,43 @@ class Meter:
                 reported_prompt = facts.prompt_tokens
                 if not facts.prompt_includes_cached:
                     reported_prompt += (facts.cached_tokens or 0) + (facts.cache_creation_tokens or 0)
-        d = self._run_in_thread(
-            _count, self._counter, info.model, info.messages if need_prompt else None, delivered,
-            info.messages, reported_prompt,
-        )
+        args = (info.model, info.messages if need_prompt else None, delivered, info.messages, reported_prompt)
+        self._queue.append(_Job(info, facts, outcome, args))
+        if self._clock is None:
+            self._flush()
+        elif self._flush_call is None:
+            self._flush_call = self._clock.callLater(0, self._flush)
 
-        def counted(result: tuple[Optional[int], Optional[int]]) -> None:
-            prompt, completion = result
-            local = []
-            if prompt is not None:
-                facts.prompt_tokens = prompt
-                local.append("prompt")
-            if completion is not None:
-                facts.completion_tokens = completion
-                local.append("completion")
-            self._submit(self._record(info, facts, outcome, ",".join(local)))
+    def _flush(self) -> None:
+        """Hand every queued counting job to the thread, as one call."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        jobs, self._queue = self._queue, []
+        if not jobs:
+            return
+        d = self._run_in_thread(_count_many, self._counter, [job.args for job in jobs])
+
+        def counted(results: list[Any]) -> None:
+            for job, result in zip(jobs, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("local token counting failed: {error!r}", error=result)
+                    self._submit(self._record(job.info, job.facts, job.outcome, ""))
+                    continue
+                prompt, completion = result
+                local = []
+                if prompt is not None:
+                    job.facts.prompt_tokens = prompt
+                    local.append("prompt")
+                if completion is not None:
+                    job.facts.completion_tokens = completion
+                    local.append("completion")
+                self._submit(self._record(job.info, job.facts, job.outcome, ",".join(local)))
 
         def failed(failure: Any) -> None:
             log.failure("local token counting failed", failure)
-            self._submit(self._record(info, facts, outcome, ""))
+            for job in jobs:
+                self._submit(self._record(job.info, job.facts, job.outcome, ""))
 
         d.addCallbacks(counted, failed)
         if not d.called:
@@ -208,6 +235,25 @@ def _clean(value: Optional[str]) -> Optional[str]:
     client pasted by mistake: records keep it only redacted.
     """
     return None if value is None else redact_sensitive(value)
+
+
+@attrs.frozen
+class _Job:
+    info: RequestInfo
+    facts: UsageFacts
+    outcome: Outcome
+    args: tuple[Any, ...]
+
+
+def _count_many(counter: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
+    """Runs in a worker thread: each job's counts, or the error it raised."""
+    results: list[Any] = []
+    for args in jobs:
+        try:
+            results.append(_count(counter, *args))
+        except Exception as error:
+            results.append(error)
+    return results
 
 
 def _count(

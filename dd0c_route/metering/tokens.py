@@ -45,6 +45,7 @@ __all__ = [
     "encoding_for_model",
     "is_claude_model",
     "normalize_model",
+    "preload_for_kinds",
     "tokenizer_for_model",
 ]
 
@@ -456,3 +457,23 @@ class ClaudeCalibration:
         if local_tokens < 0:
             raise ValueError(f"A token count cannot be negative: local_tokens={local_tokens}")
         return math.floor(local_tokens * self.ratio + Fraction(1, 2))
+
+
+def preload_for_kinds(kinds: Iterable[str]) -> None:
+    """
+    Load, verify and warm the tokenizers the configured providers need.
+
+    Building a tokenizer holds the GIL for 100-300 ms (tiktoken builds its
+    BPE tables in one native call), so loading one lazily, in a worker
+    thread, on the first stream cut short would stall the reactor for that
+    long.  The tap calls this once at start, before the reactor serves; the
+    price is the tables' memory from the start (see docs/metering.md).
+    """
+    from .vocab import get_encoding
+
+    kinds = set(kinds)
+    if "openai" in kinds:
+        get_encoding("o200k_base")
+        get_encoding("cl100k_base")
+    if "anthropic" in kinds:
+        count_text_tokens("claude-sonnet-4-5", "warm up")

@@ -24,7 +24,7 @@ from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
@@ -181,6 +181,17 @@ class _EndpointFactory:
         return _CountingEndpoint(endpoint, self._counter)
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """
+    The pool makes one factory per provider connection, and a noisy factory
+    logs "Starting/Stopping factory" for each: two log events per upstream
+    connection, which made a mass disconnect spend 40% of its reactor time
+    formatting log lines.
+    """
+
+    noisy = False
+
+
 class UpstreamClient:
     """
     The one treq client of the process, and what it is built on.
@@ -199,6 +210,7 @@ class UpstreamClient:
         self.pool.maxPersistentPerHost = max_persistent_per_host
         self.pool.cachedConnectionTimeout = int(idle_timeout)
         self.pool.retryAutomatically = False
+        self.pool._factory = _QuietClientFactory
         agent = Agent.usingEndpointFactory(
             reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
         )
