@@ -137,6 +137,11 @@ class RedactedFailure(Failure):
             pickled=1,
             _parents=parents,
             _frames=frames,
+            # Twisted before 25 keeps these as plain attributes (later ones
+            # as properties over the underscored names): set both.
+            parents=parents,
+            frames=frames,
+            stack=[],
             _traceback_text=redact_sensitive(text),
         )
         return self
