@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -29,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _client import Client  # noqa: E402
-from _procs import ROOT, Stack, _env  # noqa: E402
+from _client import Client
+from _procs import ROOT, Stack, _env
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -135,7 +136,7 @@ def main() -> int:
     after = [lat for at, lat in probe.samples if cut <= at < cut + args.after]
     # The longest gap between probe answers is the longest the reactor
     # could have been unavailable.
-    gaps = [b[0] - (a[0] + a[1]) for a, b in zip(probe.samples, probe.samples[1:]) if cut <= b[0] < cut + args.after]
+    gaps = [b[0] - (a[0] + a[1]) for a, b in itertools.pairwise(probe.samples) if cut <= b[0] < cut + args.after]
     ms = 1000.0
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"streams cut at once: {args.streams}; records with disconnected=true: {len(cut_records)}; "

@@ -8,6 +8,10 @@
     dd0c-route [--config FILE] usage [--json] [--since ISO]
     dd0c-route [--config FILE] check
 
+``usage`` adds savings per key and per model when requests were routed
+(what the requested model would have cost minus what was paid) or matched
+a shadow rule (what the rule's model would have saved).
+
 The CLI is its own process and opens the ledger file directly: SQLite's WAL
 mode lets it read and write while a proxy runs, and running proxies notice a
 revocation through their key cache within its TTL.
@@ -26,11 +30,11 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-__all__ = ["main", "EXIT_OK", "EXIT_NOT_FOUND", "EXIT_USAGE"]
+__all__ = ["EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -208,7 +212,7 @@ def _parse_since(text: str) -> float:
             "(for example 2026-03-01 or 2026-03-01T12:00:00Z)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -253,12 +257,47 @@ def _summaries(records: Sequence[Any]) -> None:
         print()
         print(heading)
         _totals_table(column, summarize(records, group))
+    _savings(records)
     print()
     (total,) = summarize(records)
     unpriced = f" ({total.unpriced} without a price)" if total.unpriced else ""
     print(
         f"Total: {total.requests} requests, {total.prompt_tokens} prompt + "
         f"{total.completion_tokens} completion tokens, ${_money(total.cost_usd)}{unpriced}"
+    )
+
+
+def _savings(records: Sequence[Any]) -> None:
+    """Savings per key and per model, when any record was routed or shadowed."""
+    from .ledger.summary import by_key, by_route, savings
+
+    if not any(
+        r.shadow_model is not None or (r.model and r.model_requested and r.model != r.model_requested)
+        for r in records
+    ):
+        return
+    for heading, column, group in (
+        ("Savings by key:", "key_id", by_key),
+        ("Savings by model (requested->served):", "model", by_route),
+    ):
+        print()
+        print(heading)
+        _table(
+            [column, "requests", "routed", "cost_usd", "requested_usd", "saved_usd", "shadowed", "shadow_saved_usd"],
+            [
+                [
+                    t.group, str(t.requests), str(t.routed), _money(t.cost_usd),
+                    _money(t.cost_requested_usd), _money(t.saved_usd), str(t.shadowed),
+                    _money(t.shadow_saved_usd),
+                ]
+                for t in savings(records, group)
+            ],
+        )
+    (total,) = savings(records)
+    print()
+    print(
+        f"Routing saved ${_money(total.saved_usd)} on {total.routed} routed requests; "
+        f"shadow rules would have saved ${_money(total.shadow_saved_usd)} on {total.shadowed} more."
     )
 
 
@@ -279,7 +318,7 @@ def _iso(when: Optional[float]) -> str:
     if when is None:
         return "-"
     try:
-        return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return repr(when)
 
@@ -307,7 +346,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     cells = [list(headers)] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

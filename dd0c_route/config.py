@@ -14,6 +14,7 @@ config can be formatted (attrs reprs, tracebacks) without showing them.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tomllib
 from decimal import Decimal, InvalidOperation
@@ -24,10 +25,15 @@ import attrs
 from .secret import Secret
 
 __all__ = [
+    "BudgetConfig",
+    "CircuitBreakerConfig",
     "Config",
     "ConfigError",
     "LedgerConfig",
     "ProviderConfig",
+    "RouteRule",
+    "RoutingConfig",
+    "RuleMatch",
     "ServerConfig",
     "TimeoutConfig",
     "load_config",
@@ -131,6 +137,83 @@ class ProviderConfig:
         return tuple(m for m in self.models if _is_glob(m))
 
 
+ROUTING_MODES = ("off", "shadow", "enforce")
+
+
+@attrs.frozen
+class RuleMatch:
+    """
+    When a routing rule applies: every condition given must hold (an empty
+    match always holds).  ``models`` are names or globs tested against the
+    model the client asked for and, for an alias, its target; ``keys`` are
+    key names or ids; ``prompt_tokens`` bounds are on the character-based
+    estimate.
+    """
+
+    models: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    complexity: tuple[str, ...] = ()
+    min_prompt_tokens: Optional[int] = None
+    max_prompt_tokens: Optional[int] = None
+    tools: Optional[bool] = None
+    images: Optional[bool] = None
+    json_mode: Optional[bool] = None
+    long_context: Optional[bool] = None
+
+
+@attrs.frozen
+class RouteRule:
+    """
+    One routing rule: its name (shown in ``x-dd0c-route``), when it applies,
+    the model to serve with (``None``: keep the requested one) and the
+    models to fall back to, in order.
+    """
+
+    name: str
+    match: RuleMatch = RuleMatch()
+    model: Optional[str] = None
+    fallbacks: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class CircuitBreakerConfig:
+    """A provider failing ``failures`` times within ``window`` s is skipped for ``cooldown`` s."""
+
+    failures: int = 5
+    window: float = 30.0
+    cooldown: float = 30.0
+
+
+@attrs.frozen
+class RoutingConfig:
+    """
+    The router: ``mode`` is ``off`` (no rule is evaluated), ``shadow`` (rules
+    are evaluated and recorded, never applied) or ``enforce``.
+    """
+
+    mode: str = "off"
+    aliases: Mapping[str, str] = attrs.field(factory=dict)
+    rules: tuple[RouteRule, ...] = ()
+    long_context_tokens: int = 32000
+    fallback_after_send: bool = True
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+
+
+@attrs.frozen
+class BudgetConfig:
+    """
+    Limits for one scope: a key (by name or id), ``team:NAME``, or ``*``
+    (each key on its own).  ``None`` means no limit.
+    """
+
+    scope: str
+    daily_usd: Optional[Decimal] = None
+    monthly_usd: Optional[Decimal] = None
+    requests_per_minute: Optional[int] = None
+    tokens_per_minute: Optional[int] = None
+
+
 @attrs.frozen
 class Config:
     """The whole configuration, checked."""
@@ -141,6 +224,8 @@ class Config:
     providers: tuple[ProviderConfig, ...] = ()
     price_overrides: Mapping[str, Mapping[str, Decimal]] = attrs.field(factory=dict)
     source: Optional[str] = None
+    routing: RoutingConfig = RoutingConfig()
+    budgets: tuple[BudgetConfig, ...] = ()
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -342,13 +427,193 @@ def _parse_prices(raw: Mapping[str, Any]) -> dict[str, dict[str, Decimal]]:
     return out
 
 
+def _served(providers: tuple[ProviderConfig, ...], model: str) -> bool:
+    for provider in providers:
+        if model in provider.exact_models:
+            return True
+        if any(fnmatch.fnmatchcase(model, glob) for glob in provider.model_globs):
+            return True
+    return False
+
+
+def _model_name(providers: tuple[ProviderConfig, ...], key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a model name")
+    if _is_glob(value):
+        raise ConfigError(key, f"must be a model name, not a glob ({value!r})")
+    if not _served(providers, value):
+        raise ConfigError(key, f"no provider serves the model {value!r} (add it to a provider's models)")
+    return value
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, "must be a string or a list of non-empty strings")
+    return tuple(value)
+
+
+def _opt_bool(table: Mapping[str, Any], prefix: str, name: str) -> Optional[bool]:
+    result: Optional[bool] = _get(table, prefix, name, bool, None)
+    return result
+
+
+def _opt_count(table: Mapping[str, Any], prefix: str, name: str) -> Optional[int]:
+    value: Optional[int] = _get(table, prefix, name, int, None)
+    if value is not None and value < 0:
+        raise ConfigError(f"{prefix}.{name}", f"must not be negative (got {value})")
+    return value
+
+
+def _parse_match(table: Any, prefix: str) -> RuleMatch:
+    from .routing.interfaces import COMPLEXITY_CLASSES
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, "must be a table")
+    _check_keys(
+        table, prefix,
+        {"model", "key", "team", "complexity", "min_prompt_tokens", "max_prompt_tokens",
+         "tools", "images", "json_mode", "long_context"},
+    )
+    complexity = _str_list(f"{prefix}.complexity", table.get("complexity", []))
+    for label in complexity:
+        if label not in COMPLEXITY_CLASSES:
+            raise ConfigError(f"{prefix}.complexity", f"unknown class {label!r} (one of: {', '.join(COMPLEXITY_CLASSES)})")
+    low = _opt_count(table, prefix, "min_prompt_tokens")
+    high = _opt_count(table, prefix, "max_prompt_tokens")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{prefix}.min_prompt_tokens", "must not be greater than max_prompt_tokens")
+    return RuleMatch(
+        models=_str_list(f"{prefix}.model", table.get("model", [])),
+        keys=_str_list(f"{prefix}.key", table.get("key", [])),
+        teams=_str_list(f"{prefix}.team", table.get("team", [])),
+        complexity=complexity,
+        min_prompt_tokens=low,
+        max_prompt_tokens=high,
+        tools=_opt_bool(table, prefix, "tools"),
+        images=_opt_bool(table, prefix, "images"),
+        json_mode=_opt_bool(table, prefix, "json_mode"),
+        long_context=_opt_bool(table, prefix, "long_context"),
+    )
+
+
+def _parse_rule(index: int, table: Any, providers: tuple[ProviderConfig, ...], seen: set[str]) -> RouteRule:
+    prefix = f"routing.rules[{index}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, "must be a table ([[routing.rules]])")
+    _check_keys(table, prefix, {"name", "match", "action", "fallbacks"})
+    name = _get(table, prefix, "name", str, None)
+    if not name or not name.strip():
+        raise ConfigError(f"{prefix}.name", "is required (it is shown in x-dd0c-route)")
+    if name == "default" or name.startswith("shadow:") or not name.isprintable() or len(name) > 64:
+        raise ConfigError(f"{prefix}.name", "must be 1 to 64 printable characters, not 'default' or 'shadow:...'")
+    if name in seen:
+        raise ConfigError(f"{prefix}.name", f"another rule is already named {name!r}")
+    seen.add(name)
+    match = _parse_match(table.get("match", {}), f"{prefix}.match")
+    action = table.get("action")
+    if not isinstance(action, Mapping):
+        raise ConfigError(f"{prefix}.action", "is required: {model = \"...\"} or {keep = true}")
+    _check_keys(action, f"{prefix}.action", {"model", "keep"})
+    keep = _get(action, f"{prefix}.action", "keep", bool, False)
+    if ("model" in action) == bool(keep):
+        raise ConfigError(f"{prefix}.action", "must be either {model = \"...\"} or {keep = true}")
+    model = None if keep else _model_name(providers, f"{prefix}.action.model", action["model"])
+    fallbacks_raw = table.get("fallbacks", [])
+    if not isinstance(fallbacks_raw, list):
+        raise ConfigError(f"{prefix}.fallbacks", "must be a list of model names")
+    fallbacks = tuple(
+        _model_name(providers, f"{prefix}.fallbacks[{i}]", value) for i, value in enumerate(fallbacks_raw)
+    )
+    return RouteRule(name=name, match=match, model=model, fallbacks=fallbacks)
+
+
+def _parse_routing(raw: Mapping[str, Any], providers: tuple[ProviderConfig, ...]) -> RoutingConfig:
+    if "routing" not in raw:
+        return RoutingConfig()
+    table = _table(raw, "routing")
+    _check_keys(
+        table, "routing",
+        {"mode", "aliases", "rules", "long_context_tokens", "fallback_after_send", "circuit_breaker"},
+    )
+    mode = _get(table, "routing", "mode", str, "shadow")
+    if mode not in ROUTING_MODES:
+        raise ConfigError("routing.mode", f"must be one of: {', '.join(ROUTING_MODES)}")
+    aliases_raw = _table(table, "routing.aliases")
+    aliases = {}
+    for alias, target in aliases_raw.items():
+        if not alias or _is_glob(alias):
+            raise ConfigError(f"routing.aliases.{alias}", "an alias must be a plain name")
+        aliases[alias] = _model_name(providers, f"routing.aliases.{alias}", target)
+    rules_raw = table.get("rules", [])
+    if not isinstance(rules_raw, list):
+        raise ConfigError("routing.rules", "must be an array of tables ([[routing.rules]])")
+    seen: set[str] = set()
+    rules = tuple(_parse_rule(i, rule, providers, seen) for i, rule in enumerate(rules_raw))
+    long_context = _get(table, "routing", "long_context_tokens", int, RoutingConfig().long_context_tokens)
+    _positive("routing.long_context_tokens", long_context)
+    after_send = _get(table, "routing", "fallback_after_send", bool, True)
+    breaker_table = _table(table, "routing.circuit_breaker")
+    _check_keys(breaker_table, "routing.circuit_breaker", {"failures", "window", "cooldown"})
+    defaults = CircuitBreakerConfig()
+    failures = _get(breaker_table, "routing.circuit_breaker", "failures", int, defaults.failures)
+    window = _get(breaker_table, "routing.circuit_breaker", "window", float, defaults.window)
+    cooldown = _get(breaker_table, "routing.circuit_breaker", "cooldown", float, defaults.cooldown)
+    _positive("routing.circuit_breaker.failures", failures)
+    _positive("routing.circuit_breaker.window", window)
+    _positive("routing.circuit_breaker.cooldown", cooldown)
+    return RoutingConfig(
+        mode=mode,
+        aliases=aliases,
+        rules=rules,
+        long_context_tokens=long_context,
+        fallback_after_send=after_send,
+        circuit_breaker=CircuitBreakerConfig(failures=failures, window=window, cooldown=cooldown),
+    )
+
+
+def _usd(key: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(key, "must be an amount in USD (a number or a decimal string such as \"5.00\")")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(key, "must be an amount in USD (a number or a decimal string such as \"5.00\")") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(key, "must be a finite, non-negative amount")
+    return amount
+
+
+def _parse_budgets(raw: Mapping[str, Any]) -> tuple[BudgetConfig, ...]:
+    table = _table(raw, "budgets")
+    out = []
+    for scope, entry in table.items():
+        prefix = f"budgets.{scope}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(prefix, "must be a table of limits")
+        if scope.startswith("team:") and not scope[5:]:
+            raise ConfigError(prefix, "team: must be followed by a team name")
+        _check_keys(entry, prefix, {"daily_usd", "monthly_usd", "requests_per_minute", "tokens_per_minute"})
+        limits: dict[str, Any] = {}
+        for name in ("daily_usd", "monthly_usd"):
+            if name in entry:
+                limits[name] = _usd(f"{prefix}.{name}", entry[name])
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = _get(entry, prefix, name, int, None)
+            if value is not None:
+                limits[name] = int(_positive(f"{prefix}.{name}", value))
+        out.append(BudgetConfig(scope=scope, **limits))
+    return tuple(out)
+
+
 def parse_config(
     raw: Mapping[str, Any], environ: Mapping[str, str], source: Optional[str] = None
 ) -> Config:
     """
     Check a parsed TOML document and build the :class:`Config`.
     """
-    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices"})
+    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets"})
     providers_raw = _table(raw, "providers")
     if "providers" not in raw:
         providers_raw = {"openai": {}, "anthropic": {}}
@@ -365,6 +630,8 @@ def parse_config(
         providers=providers,
         price_overrides=_parse_prices(raw),
         source=source,
+        routing=_parse_routing(raw, providers),
+        budgets=_parse_budgets(raw),
     )
 
 

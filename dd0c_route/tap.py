@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .config import Config, ConfigError, load_config
 
-__all__ = ["Options", "makeService", "build_service"]
+__all__ = ["Options", "build_service", "makeService"]
 
 
 class Options(usage.Options):
@@ -90,6 +90,20 @@ class _ThreadPoolService(Service):
         self.pool.stop()
 
 
+class _BudgetSeedService(Service):
+    """Counts this month's stored spend into the budgets, at start (in a thread)."""
+
+    def __init__(self, routing: Any, store: Any, run_in_thread: Any) -> None:
+        self.routing = routing
+        self.store = store
+        self.run_in_thread = run_in_thread
+        self.seeded: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.seeded = self.routing.seed(self.store, self.run_in_thread)
+
+
 class _ConnectionsService(Service):
     """Closes the client connections the port left open, at stop."""
 
@@ -133,11 +147,18 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .ledger.writer import UsageWriter
     from .metering.meter import Meter
     from .metering.prices import PriceTable
+    from .providers.registry import ProviderRegistry
     from .relay.upstream import UpstreamClient
+    from .routing.service import Routing
     from .web.app import ApiResource, ProxyApp
     from .web.site import ProxySite
 
     root = _SequentialService()
+    # Before the reactor serves: building a tokenizer holds the GIL for
+    # 100-300 ms, which would stall every stream if done on first use.
+    from .metering.tokens import preload_for_kinds
+
+    preload_for_kinds(provider.kind for provider in config.providers)
     store = SQLiteLedger(config.ledger.path)
     writer = UsageWriter(
         store, reactor, ThreadPoolRunner(reactor),
@@ -145,12 +166,16 @@ def build_service(config: Config, reactor: Any) -> Built:
     )
     writer.setServiceParent(root)
 
-    work = ThreadPool(minthreads=1, maxthreads=4, name="dd0c-work")
+    work = ThreadPool(minthreads=1, maxthreads=1, name="dd0c-work")
     _ThreadPoolService(work).setServiceParent(root)
     run_in_thread = partial(deferToThreadPool, reactor, work)
 
     prices = PriceTable.load_default().with_overrides(config.price_overrides)
-    meter = Meter(writer.submit, prices, run_in_thread)
+    routing = Routing(config, ProviderRegistry(config), reactor, prices=prices)
+    # Records pass through the routing layer on their way to the writer:
+    # fallback attempts and shadow costs are added, budgets are counted.
+    meter = Meter(routing.submitter(writer.submit), prices, run_in_thread, clock=reactor)
+    _BudgetSeedService(routing, store, run_in_thread).setServiceParent(root)
     _MeterDrainService(meter).setServiceParent(root)
 
     keys = KeyCache(store, reactor, run_in_thread, ttl=config.ledger.key_cache_ttl)
@@ -158,7 +183,7 @@ def build_service(config: Config, reactor: Any) -> Built:
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
     _UpstreamService(upstream).setServiceParent(root)
-    app = ProxyApp(reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream)
+    app = ProxyApp(reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream, routing=routing)
     _install_providers(app)
     site = ProxySite(ApiResource(app), config.server.max_body_bytes)
     # Stopped in reverse order: the port closes first, then the open
@@ -194,7 +219,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         config = load_config(options["config"], os.environ)
     except ConfigError as error:
         sys.stderr.write(f"dd0c-route: {error}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     if options["listen"]:
         config = attrs.evolve(config, server=attrs.evolve(config.server, listen=options["listen"]))
     return build_service(config, reactor).service

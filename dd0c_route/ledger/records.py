@@ -51,6 +51,13 @@ class UsageRecord:
     route_rule: Optional[str] = None
     complexity: Optional[str] = None
     cost_requested_usd: Optional[Decimal] = None
+    #: Fallbacks: every attempt as ``model@provider:outcome``, comma
+    #: separated, when there was more than one (see docs/routing.md).
+    attempts: Optional[str] = None
+    #: Shadow mode: the model a rule would have used, and what it would
+    #: have cost on the same token counts.
+    shadow_model: Optional[str] = None
+    cost_shadow_usd: Optional[Decimal] = None
 
 
 def _jsonable(value: Any) -> Any:

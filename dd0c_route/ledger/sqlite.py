@@ -64,7 +64,14 @@ _USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_requested_usd", "TEXT"),
 )
 
-_DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd"})
+#: Columns added by migration 1 (routing: fallbacks and shadow mode).
+_ROUTING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("attempts", "TEXT"),
+    ("shadow_model", "TEXT"),
+    ("cost_shadow_usd", "TEXT"),
+)
+
+_DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -82,7 +89,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "revoked_at REAL)",
         "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
     ),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _ROUTING_COLUMNS),
 )
+
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -113,7 +123,7 @@ def _record_row(record: UsageRecord) -> tuple[Any, ...]:
 
 def _row_record(row: Sequence[Any]) -> UsageRecord:
     values: dict[str, Any] = {}
-    for (name, _), value in zip(_USAGE_COLUMNS, row):
+    for (name, _), value in zip(_USAGE_COLUMNS, row, strict=True):
         if name in _DECIMAL_COLUMNS and value is not None:
             value = Decimal(value)
         elif name in _BOOL_COLUMNS:

@@ -197,7 +197,7 @@ class Meter:
             provider=info.provider,
             model_requested=_clean(info.model_requested),
             model=_clean(info.model),
-            endpoint=_clean(info.endpoint),
+            endpoint=redact_sensitive(info.endpoint),
             prompt_tokens=facts.prompt_tokens,
             completion_tokens=facts.completion_tokens,
             cached_tokens=facts.cached_tokens,

@@ -53,6 +53,9 @@ _SSE = b"text/event-stream"
 #: where ``count_tokens`` is answered locally instead.
 _UNREACHABLE = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
 
+#: A native Messages call can only be served by Anthropic-kind providers.
+_ANTHROPIC_ONLY = frozenset({"anthropic"})
+
 
 def install(app: Any) -> None:
     """Wire the Anthropic translator and the native ``/v1/messages`` routes."""
@@ -271,8 +274,11 @@ class TranslatedStreamHandler(BodyHandler):
 # -- native ingress -------------------------------------------------------------
 
 
-def _native_request(call: Any, need_max_tokens: bool) -> tuple[dict[str, Any], ProviderConfig]:
-    """Check a native Messages request and find its Anthropic provider."""
+def _native_request(call: Any, need_max_tokens: bool, route: bool = False) -> tuple[dict[str, Any], ProviderConfig]:
+    """
+    Check a native Messages request and find its Anthropic provider; with
+    ``route``, ask the router (only Anthropic-kind models can serve it).
+    """
     if call.method != b"POST":
         raise ProxyError(405, "Method not allowed: use POST", code="method_not_allowed")
     body = call.json_body()
@@ -284,7 +290,11 @@ def _native_request(call: Any, need_max_tokens: bool) -> tuple[dict[str, Any], P
     max_tokens = body.get("max_tokens")
     if need_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
         raise ProxyError(400, "max_tokens: Field required (an integer)", param="max_tokens", code="invalid_request")
-    provider = call.resolve_model(model)
+    if route:
+        decision = call.route(model, body, body["messages"], _ANTHROPIC_ONLY, system=body.get("system"))
+        provider = decision.provider
+    else:
+        provider = call.resolve_model(model)
     if provider.kind != "anthropic":
         raise ProxyError(
             400,
@@ -328,11 +338,21 @@ def pass_anthropic_error(
 
 
 def messages(call: Any) -> None:
-    """``POST /v1/messages``: relayed unchanged to the model's Anthropic provider."""
-    body, provider = _native_request(call, need_max_tokens=True)
+    """
+    ``POST /v1/messages``: relayed unchanged to the model's Anthropic
+    provider -- or, when a routing rule says so, to another Anthropic model
+    (only the ``model`` member of the body is rewritten).
+    """
+    body, _ = _native_request(call, need_max_tokens=True, route=True)
     stream = body.get("stream") is True
     call.info.stream = stream
     call.info.messages = _prompt_messages(body)
+    call.serve(call.decision, lambda model, served_by: serve_messages(call, body, stream, model, served_by))
+
+
+def serve_messages(call: Any, body: dict[str, Any], stream: bool, model: str, provider: ProviderConfig) -> None:
+    """One attempt of a native Messages call: ``body`` served with ``model``."""
+    raw = call.raw_body if body.get("model") == model else json.dumps(dict(body, model=model)).encode("utf-8")
     facts = UsageFacts()
 
     def handler(response: Any) -> BodyHandler:
@@ -345,7 +365,7 @@ def messages(call: Any) -> None:
         provider,
         provider.base_url + "/v1/messages",
         anthropic_headers(provider, call, native=True),
-        call.raw_body,
+        raw,
         facts,
         handler,
         translate_error=pass_anthropic_error,
@@ -416,7 +436,8 @@ def count_tokens(call: Any) -> None:
     the record carries zero tokens.
     """
     body, provider = _native_request(call, need_max_tokens=False)
-    model = body["model"]
+    model = call.info.model or body["model"]
+    upstream_body = call.raw_body if model == body["model"] else json.dumps(dict(body, model=model)).encode("utf-8")
     prompt = _prompt_messages(body)
     request = call.request
     reactor = call.app.reactor
@@ -446,8 +467,8 @@ def count_tokens(call: Any) -> None:
         headers = request.responseHeaders
         headers.setRawHeaders(b"content-type", _JSON)
         headers.setRawHeaders(b"content-length", [str(len(out)).encode()])
-        headers.setRawHeaders(b"x-dd0c-request-id", [info.request_id.encode()])
-        headers.setRawHeaders(b"x-dd0c-provider", [provider.name.encode()])
+        for name, value in call.explain_headers():
+            headers.setRawHeaders(name, [value])
         headers.setRawHeaders(b"x-dd0c-token-count", [b"local"])
         request.write(out)
         request.finish()
@@ -484,17 +505,13 @@ def count_tokens(call: Any) -> None:
         first_byte_timeout=timeouts.first_byte,
         idle_timeout=timeouts.idle,
         started=info.started,
-        extra_headers=(
-            (b"x-dd0c-request-id", info.request_id.encode()),
-            (b"x-dd0c-provider", provider.name.encode()),
-            (b"x-dd0c-model", model.encode("utf-8", "replace")),
-        ),
+        extra_headers=call.explain_headers(),
     )
     exchange.start(
         call.app.upstream.request(
             "POST",
             provider.base_url + "/v1/messages/count_tokens",
             anthropic_headers(provider, call, native=True),
-            call.raw_body,
+            upstream_body,
         )
     )

@@ -10,17 +10,28 @@ through an :class:`~dd0c_route.relay.relay.Exchange`.  Every call but
 Dispatch is a dict lookup on the path (no child traversal), the request
 body is parsed once, and the hot path does no I/O but its sockets: keys come
 from an in-memory cache, records go to an in-memory queue.
+
+Routing (``dd0c_route.routing``) hooks in at three points: budgets admit the
+call once its key is known (:meth:`ApiResource._authorized`); the router
+picks the model and the fallback chain (:meth:`Call.route`); and
+:meth:`Call.serve` tries the chain, one :class:`Exchange` per attempt.  An
+attempt that fails before any byte reached the client (429, 5xx, connect
+failure, first-byte timeout) writes nothing -- its request object is a
+:class:`_AttemptRequest` that is *held* the moment the failure is seen --
+and the next attempt starts; only the last attempt answers the client and
+finalizes the meter, so there is still exactly one record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -35,13 +46,15 @@ from ..relay.handlers import (
     JSONBodyHandler,
     OpenAIChatStreamHandler,
 )
-from ..relay.relay import Exchange, PASS_HEADERS
+from ..relay.relay import Exchange
 from ..relay.upstream import UpstreamClient
 from ..relay.usage import UsageFacts
+from ..routing.router import Decision, UnknownModel
+from ..routing.service import Routing
 from .auth import presented_key
 from .errors import ProxyError, anthropic_error_body, openai_error_body
 
-__all__ = ["ProxyApp", "ApiResource"]
+__all__ = ["ApiResource", "ProxyApp"]
 
 log = Logger()
 
@@ -65,20 +78,24 @@ class ProxyApp:
         keys: Any,
         meter: Meter,
         upstream: UpstreamClient,
+        routing: Optional[Routing] = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
-        self.registry = ProviderRegistry(config)
+        if routing is None:
+            routing = Routing(config, ProviderRegistry(config), reactor)
+        self.routing = routing
+        self.registry = routing.router.registry
         self.keys = keys
         self.meter = meter
         self.upstream = upstream
         self.active = 0
         self._models_body = self._build_models_body()
-        self.routes: dict[bytes, Callable[["Call"], None]] = {
+        self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": self._chat_completions,
             b"/v1/models": self._models,
         }
-        self.extra_routes: dict[bytes, Callable[["Call"], None]] = {}
+        self.extra_routes: dict[bytes, Callable[[Call], None]] = {}
 
     # -- listing --------------------------------------------------------
 
@@ -89,14 +106,14 @@ class ProxyApp:
         ]
         return json.dumps({"object": "list", "data": data}).encode("utf-8")
 
-    def _models(self, call: "Call") -> None:
+    def _models(self, call: Call) -> None:
         if call.method not in (b"GET", b"HEAD"):
             raise ProxyError(405, "Method not allowed: use GET", code="method_not_allowed")
         call.respond_json(200, self._models_body)
 
     # -- chat completions -----------------------------------------------
 
-    def _chat_completions(self, call: "Call") -> None:
+    def _chat_completions(self, call: Call) -> None:
         if call.method != b"POST":
             raise ProxyError(405, "Method not allowed: use POST", code="method_not_allowed")
         body = call.json_body()
@@ -113,30 +130,47 @@ class ProxyApp:
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError(400, "'stream' must be a boolean", param="stream", code="invalid_type")
         stream = bool(stream)
-        provider = call.resolve_model(model)
+        translators = getattr(self, "translators", None) or {}
+        kinds = frozenset(("openai", *translators))
+        decision = call.route(model, body, messages, kinds)
         call.info.stream = stream
         call.info.messages = messages
-        translate = self.translators.get(provider.kind) if hasattr(self, "translators") else None
+        call.serve(decision, lambda served, provider: self.serve_chat(call, body, stream, served, provider))
+
+    def serve_chat(self, call: Call, body: dict[str, Any], stream: bool, model: str, provider: ProviderConfig) -> None:
+        """
+        Serve a chat completion ``body`` with ``model`` on ``provider``
+        (translated when the provider speaks another API): the first
+        attempt and every fallback go through here.
+        """
+        same_model = body.get("model") == model
         if provider.kind != "openai":
+            translate = getattr(self, "translators", {}).get(provider.kind)
             if translate is None:
                 raise ProxyError(400, f"The model `{model}` is served by a {provider.kind} provider, which this endpoint cannot reach yet", param="model", code="model_not_supported")
-            translate(call, provider, body)
+            translate(call, provider, body if same_model else dict(body, model=model))
             return
         raw = call.raw_body
         client_wants_usage = False
-        if stream:
-            options = body.get("stream_options")
-            if isinstance(options, dict) and options.get("include_usage") is True:
-                client_wants_usage = True
-            elif options is None and raw.lstrip()[:1] == b"{":
-                # Ask for usage without re-serializing the body: prepend the
-                # member (the client did not send one, so no duplicate).
-                stripped = raw.lstrip()
-                raw = b'{"stream_options":{"include_usage":true},' + stripped[1:]
-            else:
-                new = dict(body)
-                new["stream_options"] = dict(options or {}, include_usage=True)
-                raw = json.dumps(new).encode("utf-8")
+        options = body.get("stream_options")
+        if stream and isinstance(options, dict) and options.get("include_usage") is True:
+            client_wants_usage = True
+        if same_model:
+            if stream and not client_wants_usage:
+                if options is None and raw.lstrip()[:1] == b"{":
+                    # Ask for usage without re-serializing the body: prepend the
+                    # member (the client did not send one, so no duplicate).
+                    stripped = raw.lstrip()
+                    raw = b'{"stream_options":{"include_usage":true},' + stripped[1:]
+                else:
+                    new = dict(body)
+                    new["stream_options"] = dict(options or {}, include_usage=True)
+                    raw = json.dumps(new).encode("utf-8")
+        else:
+            new = dict(body, model=model)
+            if stream and not client_wants_usage:
+                new["stream_options"] = dict(options if isinstance(options, dict) else {}, include_usage=True)
+            raw = json.dumps(new).encode("utf-8")
         facts = UsageFacts()
 
         def handler(response: Any) -> BodyHandler:
@@ -156,7 +190,7 @@ class ProxyApp:
 
     # -- every other /v1 endpoint -----------------------------------------
 
-    def passthrough(self, call: "Call") -> None:
+    def passthrough(self, call: Call) -> None:
         """
         Any other ``/v1/*`` endpoint (embeddings, completions, responses,
         moderations, files…) relayed unchanged to the provider that serves
@@ -198,7 +232,7 @@ class ProxyApp:
         call.relay(provider, url, headers, body, facts, handler, method=request.method.decode("ascii"))
 
 
-def openai_headers(provider: ProviderConfig, call: "Call") -> dict[bytes, list[bytes]]:
+def openai_headers(provider: ProviderConfig, call: Call) -> dict[bytes, list[bytes]]:
     """Upstream headers for an OpenAI-kind provider: its key, never the client's."""
     headers = {b"content-type": _JSON, b"accept": [b"application/json, text/event-stream"]}
     if provider.api_key:
@@ -207,6 +241,15 @@ def openai_headers(provider: ProviderConfig, call: "Call") -> dict[bytes, list[b
     if beta:
         headers[b"openai-beta"] = beta
     return headers
+
+
+def _unknown_model(model: str) -> ProxyError:
+    return ProxyError(
+        404,
+        f"The model `{redact_sensitive(model[:200])}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def pass_error(status: int, body: bytes, headers: dict[bytes, list[bytes]]) -> tuple[int, bytes, dict[bytes, list[bytes]]]:
@@ -230,6 +273,48 @@ def pass_error(status: int, body: bytes, headers: dict[bytes, list[bytes]]) -> t
     return status, out, headers
 
 
+#: Attempt failures that mean the provider may have received (and may
+#: bill) the request although it never answered.
+_AFTER_SEND = frozenset({"timeout_after_send", "reset_after_send"})
+
+
+class _AttemptRequest:
+    """
+    The client request as one fallback attempt sees it.  Everything passes
+    through until :attr:`held` is set -- the moment the attempt is known to
+    have failed before any byte was written -- after which the attempt's
+    error answer goes nowhere and the next attempt answers instead.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+        self.held = False
+        self._scratch: Optional[Headers] = None
+
+    @property
+    def responseHeaders(self) -> Any:
+        if self.held:
+            if self._scratch is None:
+                self._scratch = Headers()
+            return self._scratch
+        return self._request.responseHeaders
+
+    def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
+        if not self.held:
+            self._request.setResponseCode(code, message)
+
+    def write(self, data: bytes) -> None:
+        if not self.held:
+            self._request.write(data)
+
+    def finish(self) -> None:
+        if not self.held:
+            self._request.finish()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
 class Call:
     """
     One client request, from arrival to its usage record.
@@ -251,6 +336,15 @@ class Call:
         self.key: Optional[KeyInfo] = None
         self._raw: Optional[bytes] = None
         self._json: Optional[dict[str, Any]] = None
+        # Routing and fallbacks (see Call.serve).
+        self.decision: Optional[Decision] = None
+        self._chain: list[tuple[str, ProviderConfig]] = []
+        self._serve: Optional[Callable[[str, ProviderConfig], None]] = None
+        self._attempts: list[str] = []
+        self._attempt_request: Optional[_AttemptRequest] = None
+        self._attempt_failure: Optional[str] = None
+        self._upstream_failure: Optional[Failure] = None
+        self._retry: Optional[str] = None
 
     # -- body -------------------------------------------------------------
 
@@ -281,18 +375,131 @@ class Call:
         return self._json
 
     def resolve_model(self, model: str) -> ProviderConfig:
+        """The provider of ``model`` (or of its alias target), unrouted."""
         self.info.model_requested = model
-        provider = self.app.registry.provider_for(model)
+        target, provider = self.app.routing.router.resolve(model)
         if provider is None:
-            raise ProxyError(
-                404,
-                f"The model `{redact_sensitive(model[:200])}` does not exist or you do not have access to it.",
-                param="model",
-                code="model_not_found",
-            )
-        self.info.model = model
+            raise _unknown_model(model)
+        self.info.model_requested = target
+        self.info.model = target
         self.info.provider = provider.name
         return provider
+
+    # -- routing ------------------------------------------------------------
+
+    def route(
+        self,
+        model: str,
+        body: dict[str, Any],
+        messages: Sequence[Any],
+        kinds: frozenset[str],
+        system: Optional[Any] = None,
+    ) -> Decision:
+        """
+        Ask the router which model(s) serve this call; the decision is kept
+        in the record's fields (and so in the explanation headers).
+        """
+        info = self.info
+        info.model_requested = model
+        routing = self.app.routing
+        try:
+            decision = routing.router.decide(model, body, messages, self.key, kinds, system)
+        except UnknownModel:
+            raise _unknown_model(model) from None
+        self.decision = decision
+        info.model_requested = decision.requested
+        info.route_rule = decision.route
+        info.complexity = decision.complexity
+        info.model = decision.model
+        info.provider = decision.provider.name
+        if decision.shadow_model is not None:
+            note = routing.note(info.request_id)
+            if note is not None:
+                note.shadow_model = decision.shadow_model
+                note.prompt_includes_cached = decision.provider.kind != "anthropic"
+        return decision
+
+    def serve(self, decision: Decision, serve: Callable[[str, ProviderConfig], None]) -> None:
+        """
+        Try the decision's chain: ``serve(model, provider)`` starts one
+        attempt (it ends in :meth:`relay`).  A provider whose circuit is
+        open is skipped; when every one is, the answer is a 503.
+        """
+        self._chain = list(decision.chain)
+        self._serve = serve
+        self._next_attempt()
+
+    def _next_attempt(self) -> None:
+        routing = self.app.routing
+        breaker = routing.breaker
+        last_error: Optional[ProxyError] = None
+        wait: Optional[float] = None
+        assert self._serve is not None
+        while self._chain:
+            model, provider = self._chain.pop(0)
+            if routing.enforcing and not breaker.available(provider.name):
+                self._attempts.append(f"{model}@{provider.name}:circuit_open")
+                retry_in = breaker.retry_in(provider.name)
+                wait = retry_in if wait is None else min(wait, retry_in)
+                continue
+            self.info.model = model
+            self.info.provider = provider.name
+            self._attempt_failure = None
+            self._upstream_failure = None
+            self._retry = None
+            try:
+                self._serve(model, provider)
+            except ProxyError as error:
+                if self.exchange is not None and self.exchange.state != "done":
+                    raise
+                if not self._chain:
+                    self._attempts_note(f"{model}@{provider.name}:{error.code or error.status}")
+                    raise
+                self._attempts.append(f"{model}@{provider.name}:{error.code or error.status}")
+                last_error = error
+                continue
+            return
+        if last_error is not None:
+            raise last_error
+        self._attempts_note(None)
+        raise ProxyError(
+            503,
+            "Every provider for this model is failing and paused for a cool-down; retry later",
+            code="circuit_open",
+            type="server_error",
+            headers=(("retry-after", str(max(1, int((wait or 0) + 0.999)))),),
+        )
+
+    def _attempts_note(self, last: Optional[str]) -> None:
+        """Record the attempts when there was more than one."""
+        attempts = self._attempts + ([last] if last else [])
+        if len(attempts) < 2 and not (attempts and "circuit_open" in attempts[0]):
+            return
+        note = self.app.routing.note(self.info.request_id)
+        if note is not None:
+            note.attempts = ",".join(attempts)
+
+    def _can_fall_back(self, after_send: bool) -> bool:
+        if self.client_gone or self._attempt_request is None or not self._chain:
+            return False
+        if after_send and not self.app.routing.config.fallback_after_send:
+            return False
+        breaker = self.app.routing.breaker
+        return any(breaker.available(provider.name) for _, provider in self._chain)
+
+    def explain_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``x-dd0c-*``: request id, and what served the call and why."""
+        info = self.info
+        headers = [
+            (b"x-dd0c-request-id", info.request_id.encode()),
+            (b"x-dd0c-route", (info.route_rule or "default").encode("utf-8", "replace")),
+            (b"x-dd0c-complexity", (info.complexity or "none").encode()),
+        ]
+        if info.provider:
+            headers.append((b"x-dd0c-provider", info.provider.encode("utf-8", "replace")))
+        if info.model:
+            headers.append((b"x-dd0c-model", info.model.encode("utf-8", "replace")))
+        return tuple(headers)
 
     # -- answering --------------------------------------------------------
 
@@ -304,7 +511,8 @@ class Call:
             out = request.responseHeaders
             out.setRawHeaders(b"content-type", _JSON)
             out.setRawHeaders(b"content-length", [str(len(body)).encode()])
-            out.setRawHeaders(b"x-dd0c-request-id", [self.info.request_id.encode()])
+            for name, value in self.explain_headers():
+                out.setRawHeaders(name, [value])
             for name, value in headers:
                 out.setRawHeaders(name, [value])
             if request.method != b"HEAD":
@@ -320,7 +528,8 @@ class Call:
         out = request.responseHeaders
         out.setRawHeaders(b"content-type", _JSON)
         out.setRawHeaders(b"content-length", [str(len(body)).encode()])
-        out.setRawHeaders(b"x-dd0c-request-id", [self.info.request_id.encode()])
+        for header, raw_value in self.explain_headers():
+            out.setRawHeaders(header, [raw_value])
         for name, value in error.headers:
             out.setRawHeaders(name.encode(), [value.encode()])
         if error.status == 413:
@@ -373,30 +582,97 @@ class Call:
         translate_error: Callable[..., tuple[int, bytes, dict[bytes, list[bytes]]]] = pass_error,
         method: str = "POST",
     ) -> None:
-        """Send the request upstream and relay the answer back."""
+        """
+        Send the request upstream and relay the answer back: one attempt.
+        With more models left in the chain, the attempt's request is held
+        back on a failure before the first byte, and the next one starts.
+        """
         info = self.info
         info.provider = provider.name
-        extra = (
-            (b"x-dd0c-request-id", info.request_id.encode()),
-            (b"x-dd0c-provider", provider.name.encode()),
-        ) + ((b"x-dd0c-model", info.model.encode("utf-8", "replace")),) if info.model else ()
+        request: Any = self.request
+        if self._chain:
+            request = self._attempt_request = _AttemptRequest(self.request)
+        else:
+            self._attempt_request = None
         timeouts = self.app.config.timeouts
+
+        def attempt_translate_error(
+            status: int, error_body: bytes, error_headers: dict[bytes, list[bytes]]
+        ) -> tuple[int, bytes, dict[bytes, list[bytes]]]:
+            if status == 429 or status >= 500:
+                self._attempt_failure = str(status)
+                if self._can_fall_back(after_send=False):
+                    self._retry = str(status)
+                    assert self._attempt_request is not None
+                    self._attempt_request.held = True
+                    return status, error_body, error_headers
+            return translate_error(status, error_body, error_headers)
+
         exchange = self.exchange = Exchange(
-            request=self.request,
+            request=request,
             reactor=self.app.reactor,
             facts=facts,
-            respond_error=self.write_error,
-            translate_error=translate_error,
+            respond_error=self._attempt_error,
+            translate_error=attempt_translate_error,
             choose_handler=choose_handler,
             finalize=self._exchange_done,
             first_byte_timeout=timeouts.first_byte,
             idle_timeout=timeouts.idle,
             started=info.started,
-            extra_headers=extra,
+            extra_headers=self.explain_headers(),
         )
-        exchange.start(self.app.upstream.request(method, url, headers, body))
+        d = self.app.upstream.request(method, url, headers, body)
+        d.addErrback(self._note_upstream_failure)
+        exchange.start(d)
+
+    def _note_upstream_failure(self, failure: Failure) -> Failure:
+        self._upstream_failure = failure
+        return failure
+
+    def _attempt_error(self, request: Any, error: ProxyError) -> None:
+        """The exchange's own error (unreachable, timeout): fall back or answer."""
+        kind: Optional[str] = None
+        if error.code == "upstream_timeout":
+            kind = "timeout_after_send"
+        elif error.code == "upstream_unreachable":
+            failure = self._upstream_failure
+            if failure is not None and failure.check(ConnectError, DNSLookupError, ConnectingCancelledError):
+                kind = "connect_failed"
+            else:
+                kind = "reset_after_send"
+        if kind is not None:
+            self._attempt_failure = kind
+            if self._can_fall_back(after_send=kind in _AFTER_SEND):
+                self._retry = kind
+                return
+        self.write_error(request, error)
 
     def _exchange_done(self, exchange: Exchange) -> None:
+        info = self.info
+        provider = info.provider or ""
+        breaker = self.app.routing.breaker
+        failure = self._attempt_failure
+        if failure is None and exchange.upstream_failed and not exchange.client_gone:
+            failure = exchange.error_type or "upstream_error"
+        if failure is not None:
+            breaker.failure(provider)
+        elif 0 < exchange.status < 500:
+            breaker.success(provider)
+        retry = self._retry
+        if retry is not None and not self.client_gone:
+            self._attempts.append(f"{info.model}@{provider}:{retry}")
+            self._retry = None
+            self.exchange = None
+            try:
+                self._next_attempt()
+            except ProxyError as error:
+                self.fail(error)
+            except Exception:
+                log.failure("starting a fallback attempt failed")
+                self.fail(ProxyError(500, "Internal proxy error", code="internal_error"))
+            return
+        if self._attempts:
+            self._attempts_note(f"{info.model}@{provider}:{failure or exchange.status}")
         self.finish_record(
             Outcome(
                 status=exchange.status,
@@ -465,6 +741,9 @@ class ApiResource(Resource):
             call.key = info
             call.info.key_id = info.key_id
             call.info.team = info.team
+            budgets = self.app.routing.budgets
+            if budgets.enabled and call.request.path != b"/v1/models":
+                budgets.admit(info, len(call.raw_body) // 4)
             if route is None:
                 route = self.app.passthrough
             route(call)
