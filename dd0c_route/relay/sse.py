@@ -32,6 +32,9 @@ class SSEEvent:
 
 
 def _parse(block: bytes) -> Optional[SSEEvent]:
+    # Fast path: the shape OpenAI sends, one "data: " line per event.
+    if block[:6] == b"data: " and b"\n" not in block and b"\r" not in block:
+        return SSEEvent(None, block[6:].decode("utf-8", "replace"), block)
     name: Optional[str] = None
     data: list[str] = []
     text = block.decode("utf-8", "replace")

@@ -20,6 +20,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Optional, cast
 
 import treq.client
+from hyperlink import EncodedURL
 from twisted.internet.abstract import isIPAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
@@ -68,6 +69,34 @@ class _NoCookies(CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         pass
+
+
+class _URIText(EncodedURL):
+    """
+    An already-encoded URI that treq can use as is.
+
+    treq turns every URL into a ``hyperlink`` object and back to text on
+    every request (``to_uri().to_text()``: about 26 of its 65 microseconds
+    per call here).  Our upstream URLs are a handful of fixed strings, so
+    each is converted once, to its ASCII URI form, and then hands treq that
+    text again without recomputing it.
+    """
+
+    _text: Optional[str] = None
+
+    def to_uri(self) -> _URIText:
+        return self
+
+    def to_text(self, with_password: bool = False) -> str:
+        text = self._text
+        if text is None:
+            text = self._text = EncodedURL.to_text(self, with_password)
+        return text
+
+
+#: At most this many distinct upstream URLs are kept converted (paths of
+#: relayed endpoints can carry client query strings).
+_URL_CACHE_SIZE = 512
 
 
 class ConnectionCounter:
@@ -214,6 +243,7 @@ class UpstreamClient:
         agent = Agent.usingEndpointFactory(
             reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
         )
+        self._urls: dict[str, _URIText] = {}
         self.http = treq.client.HTTPClient(
             agent, cookiejar=cast(Any, _NoCookies()), data_to_body_producer=BytesProducer
         )
@@ -223,9 +253,14 @@ class UpstreamClient:
         Send one request; the Deferred fires with the response as soon as
         its headers arrive (the body is not read).
         """
+        uri = self._urls.get(url)
+        if uri is None:
+            uri = cast(_URIText, _URIText.from_text(EncodedURL.from_text(url).to_uri().to_text()))
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[url] = uri
         return self.http.request(
             method,
-            url,
+            uri,
             headers=Headers(cast(Any, headers)),
             data=body if body else None,
             unbuffered=True,
