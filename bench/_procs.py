@@ -135,7 +135,7 @@ class Stack:
         self.fake = Proc(
             "fake provider",
             [*TWISTD, "-n", "--pidfile", "", "dd0c-route-fake", "--kind", "openai",
-             "--listen", f"tcp:{fake_port}:interface=127.0.0.1"],
+             "--listen", f"tcp:{fake_port}:interface=127.0.0.1:backlog=4096"],
             fake_port, "/_fake/stats", self.dir / "fake.log", self.dir,
         )
         if self.with_floor:
@@ -150,7 +150,7 @@ class Stack:
         config = self.dir / "dd0c-route.toml"
         config.write_text(
             "[server]\n"
-            f'listen = "tcp:{proxy_port}:interface=127.0.0.1"\n'
+            f'listen = "tcp:{proxy_port}:interface=127.0.0.1:backlog=4096"\n'
             "[ledger]\n"
             f'path = "{self.dir / "ledger.sqlite3"}"\n'
             "[providers.openai]\n"

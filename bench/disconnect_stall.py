@@ -86,7 +86,15 @@ async def hold_and_cut(port: int, key: str, streams: int, events: int) -> float:
     ready = asyncio.Event()
     count = [0]
     tasks = [asyncio.create_task(open_stream(port, key, ready, count, streams, events)) for _ in range(streams)]
-    await asyncio.wait_for(ready.wait(), timeout=120)
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=120)
+    except TimeoutError:
+        failed = [t for t in tasks if t.done() and t.exception() is not None]
+        raise SystemExit(
+            f"only {count[0]} of {streams} streams were flowing after 120 s "
+            f"({len(failed)} failed: {failed[0].exception()!r})" if failed else
+            f"only {count[0]} of {streams} streams were flowing after 120 s"
+        ) from None
     writers = await asyncio.gather(*tasks)
     await asyncio.sleep(1.0)  # the probe's baseline window
     cut = time.monotonic()
