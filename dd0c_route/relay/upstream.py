@@ -30,7 +30,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
-__all__ = ["BytesProducer", "ConnectionCounter", "UpstreamClient"]
+__all__ = ["BytesProducer", "ConnectionCounter", "UpstreamClient", "set_no_delay"]
 
 
 @implementer(IBodyProducer)
@@ -131,6 +131,20 @@ class ConnectionCounter:
             d.callback(None)
 
 
+def set_no_delay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off: a relay writes many small pieces (request
+    headers then body, SSE events) and must not hold one back waiting for
+    the ACK of the one before.
+    """
+    setter = getattr(transport, "setTcpNoDelay", None)
+    if setter is not None:
+        try:
+            setter(True)
+        except OSError:
+            pass
+
+
 @implementer(IProtocolFactory)
 class _CountingFactory:
     """
@@ -153,6 +167,7 @@ class _CountingFactory:
 
         def connectionMade() -> None:
             counter.opened()
+            set_no_delay(protocol.transport)
             made()
 
         def connectionLost(reason: Any) -> None:

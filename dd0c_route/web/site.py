@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 
+from ..relay.upstream import set_no_delay
 from .errors import ProxyError, openai_error_body
 
 __all__ = ["LimitedBody", "ProxyRequest", "ProxySite"]
@@ -85,6 +86,14 @@ class ProxySite(Site):
         if channel is not None:
             self.channels.add(channel)
             lost = channel.connectionLost
+            made = channel.makeConnection
+
+            def makeConnection(transport: Any) -> None:
+                # Small SSE events must leave at once, not wait for an ACK.
+                set_no_delay(transport)
+                made(transport)
+
+            channel.makeConnection = makeConnection
 
             def connectionLost(reason: Any) -> None:
                 self.channels.discard(channel)
