@@ -164,18 +164,7 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
             if not choices and not self.client_wants_usage:
                 return None
         if choices:
-            delivered = facts.delivered
-            for choice in choices:
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if content:
-                    delivered.append(content)
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") or {}
-                    if function.get("name"):
-                        delivered.append(function["name"])
-                    if function.get("arguments"):
-                        delivered.append(function["arguments"])
+            facts.take_delivered_choices(choices)
         elif "error" in chunk:
             facts.error_type = _error_type(chunk["error"])
         return event.raw

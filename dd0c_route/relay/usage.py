@@ -70,6 +70,25 @@ class UsageFacts:
             self.completion_tokens = _int(usage.get("output_tokens"), self.completion_tokens)
             self.usage_seen = True
 
+    def take_delivered_choices(self, choices: Any) -> None:
+        """
+        Keep the text a ``chat.completion.chunk``'s choices hand the client:
+        content, and tool-call names and argument fragments (billed as
+        output tokens too).
+        """
+        delivered = self.delivered
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                delivered.append(content)
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                if function.get("name"):
+                    delivered.append(function["name"])
+                if function.get("arguments"):
+                    delivered.append(function["arguments"])
+
     def take_body(self, body: dict[str, Any]) -> None:
         """Read ``id``, ``usage`` and ``error`` from a JSON response body."""
         if self.response_id is None and isinstance(body.get("id"), str):

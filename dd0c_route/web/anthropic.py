@@ -249,21 +249,10 @@ class TranslatedStreamHandler(BodyHandler):
             facts.error_type = str(inner.get("type") or inner.get("code") or "upstream_error")
             return b"data: " + json.dumps(error.payload).encode("utf-8") + b"\n\n"
         out = []
-        delivered = facts.delivered
         for chunk in chunks:
             if facts.response_id is None:
                 facts.response_id = chunk.get("id")
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if content:
-                    delivered.append(content)
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") or {}
-                    if function.get("name"):
-                        delivered.append(function["name"])
-                    if function.get("arguments"):
-                        delivered.append(function["arguments"])
+            facts.take_delivered_choices(chunk.get("choices") or ())
             out.append(b"data: " + json.dumps(chunk).encode("utf-8") + b"\n\n")
         if self._translator.finished:
             self._over = True
