@@ -206,3 +206,28 @@ class BatchingTests(SynchronousTestCase):
         self.successResultOf(meter.drain())
         self.assertEqual(len(records), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class DeliveredLimitTests(SynchronousTestCase):
+    def test_delivered_text_is_bounded_and_extrapolated(self):
+        """
+        Past the per-request limit delivered text is only measured, so a
+        stream's memory stays bounded; its count is extrapolated by length.
+        """
+        from dd0c_route.relay import usage
+
+        h = Harness()
+        facts = UsageFacts()
+        original = usage.DELIVERED_LIMIT
+        usage.DELIVERED_LIMIT = 40
+        try:
+            for _ in range(10):
+                facts.delivered.append("word " * 2)  # 10 characters, 2 words
+        finally:
+            usage.DELIVERED_LIMIT = original
+        self.assertEqual(facts.delivered.chars, 40)
+        self.assertEqual(facts.delivered.dropped, 60)
+        self.assertEqual(len(facts.delivered), 4)
+        h.meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
+        # 8 words counted in the 40 kept characters, scaled to 100: 20.
+        self.assertEqual(h.records[0].completion_tokens, 20)

@@ -135,7 +135,10 @@ class Meter:
                 reported_prompt = facts.prompt_tokens
                 if not facts.prompt_includes_cached:
                     reported_prompt += (facts.cached_tokens or 0) + (facts.cache_creation_tokens or 0)
-        args = (info.model, info.messages if need_prompt else None, delivered, info.messages, reported_prompt)
+        args = (
+            info.model, info.messages if need_prompt else None, delivered, info.messages, reported_prompt,
+            getattr(facts.delivered, "scale", None),
+        )
         self._queue.append(_Job(info, facts, outcome, args))
         if self._clock is None:
             self._flush()
@@ -263,6 +266,7 @@ def _count(
     delivered: Optional[str],
     all_messages: Optional[Sequence[Any]] = None,
     reported_prompt: Optional[int] = None,
+    scale: Optional[tuple[int, int]] = None,
 ) -> tuple[Optional[int], Optional[int]]:
     """Runs in a worker thread: the local counts the record lacks."""
     prompt = None
@@ -271,6 +275,9 @@ def _count(
     completion = None
     if delivered is not None:
         completion = counter.count_text(model, delivered) if delivered else 0
+        if completion and scale is not None and scale[0] > scale[1] > 0:
+            # Text past the per-request limit was only measured: extrapolate.
+            completion = (completion * scale[0] + scale[1] // 2) // scale[1]
         if completion and reported_prompt is not None and all_messages is not None:
             from .tokens import ClaudeCalibration
 

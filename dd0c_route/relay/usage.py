@@ -12,7 +12,40 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-__all__ = ["UsageFacts"]
+__all__ = ["DeliveredText", "UsageFacts"]
+
+#: Delivered text kept per request for a local count, in characters: more
+#: than any model's output limit (~1M characters is ~250k tokens), so in
+#: practice everything is kept; beyond it, only the length is, and the count
+#: is extrapolated.  It bounds a stream's memory whatever its length.
+DELIVERED_LIMIT = 1 << 20
+
+
+class DeliveredText(list[str]):
+    """
+    The text handed to the client, in pieces, up to :data:`DELIVERED_LIMIT`
+    characters; past the limit pieces are only measured (:attr:`dropped`).
+    """
+
+    __slots__ = ("chars", "dropped")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars = 0
+        self.dropped = 0
+
+    def append(self, text: str) -> None:
+        size = len(text)
+        if self.dropped or self.chars + size > DELIVERED_LIMIT:
+            self.dropped += size
+            return
+        self.chars += size
+        super().append(text)
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """(all characters, kept characters): the extrapolation ratio."""
+        return self.chars + self.dropped, self.chars
 
 
 class UsageFacts:
@@ -36,7 +69,7 @@ class UsageFacts:
         self.completion_tokens: Optional[int] = None
         self.cached_tokens: Optional[int] = None
         self.cache_creation_tokens: Optional[int] = None
-        self.delivered: list[str] = []
+        self.delivered = DeliveredText()
         self.error_type: Optional[str] = None
         self.usage_seen = False
         #: OpenAI's prompt_tokens include cached tokens; Anthropic's
