@@ -180,6 +180,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         encoding = _cache.get(name)
         if encoding is None:
             encoding = load_encoding(name)
+            # The native BPE holds its own copy of the ranks; the Python
+            # dict tiktoken keeps beside it is used only to pickle the
+            # encoding, and costs ~28 MiB (o200k) for the life of the process.
+            encoding._mergeable_ranks = {}
             _cache[name] = encoding
         return encoding
 
