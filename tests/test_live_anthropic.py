@@ -55,12 +55,8 @@ def provider_usage(live: Any, text: str) -> tuple[int, int]:
 
 
 def issued_tool_ids(live: Any) -> list[str]:
-    """
-    The ids the fake gave its two tool_use blocks: its ids are a counter,
-    and the tool ids are the last two it issued.
-    """
-    last = live.anthropic.state._ids
-    return [f"toolu_{last - 1:024x}", f"toolu_{last:024x}"]
+    """The ids the fake gave its last two tool_use blocks."""
+    return [i for i in live.anthropic.state.issued_ids if i.startswith("toolu_")][-2:]
 
 
 @inlineCallbacks

@@ -266,6 +266,9 @@ class FakeProviderState:
     open_connections: int = 0
     total_connections: int = 0
     stream_pauses: int = 0
+    #: The ids the fake issued (responses, tool calls, request ids), in
+    #: order; the latest 4,096 (a fake under a benchmark runs for long).
+    issued_ids: deque[str] = attrs.field(factory=lambda: deque(maxlen=4096))
     _connection_waiters: list[tuple[int, Deferred[None]]] = attrs.field(factory=list)
     _pause_waiters: list[Deferred[None]] = attrs.field(factory=list)
     _request_waiters: list[tuple[int, Deferred[None]]] = attrs.field(factory=list)
@@ -285,6 +288,7 @@ class FakeProviderState:
         """Forget queued scenarios, recorded requests and the default scenario."""
         self.scenarios.clear()
         self.requests.clear()
+        self.issued_ids.clear()
         self.default_scenario = Scenario()
 
     def record(self, request: ReceivedRequest) -> None:
@@ -317,7 +321,9 @@ class FakeProviderState:
     def next_id(self, prefix: str, width: int = 24) -> str:
         """A unique, deterministic id such as ``chatcmpl-000...01``."""
         self._ids += 1
-        return f"{prefix}{self._ids:0{width}x}"
+        issued = f"{prefix}{self._ids:0{width}x}"
+        self.issued_ids.append(issued)
+        return issued
 
     def connection_opened(self) -> None:
         self.open_connections += 1
