@@ -23,7 +23,7 @@ from twisted.trial.unittest import TestCase
 from dd0c_route.testing.fakeprovider import Scenario, start_fake_provider
 
 from .live import in_thread
-from .twistd_proc import Twistd, free_port, run_cli
+from .twistd_proc import Twistd, free_port, run_cli, write_config
 
 
 def fake_secret(prefix: str) -> str:
@@ -58,14 +58,9 @@ class RedactionLiveTests(TestCase):
         content_secret = fake_secret("sk-ant-api03-")
         workdir = tempfile.mkdtemp(prefix="dd0c-redact-")
         port = free_port()
-        config = os.path.join(workdir, "dd0c.toml")
-        with open(config, "w") as f:
-            f.write(
-                f"""
-[server]
-listen = "tcp:{port}:interface=127.0.0.1"
-[ledger]
-path = "{workdir}/ledger.sqlite3"
+        config = write_config(
+            workdir, port,
+            f"""
 [providers.openai]
 base_url = "{fake.base_url}"
 api_key = "{provider_key}"
@@ -74,8 +69,8 @@ kind = "openai"
 base_url = "http://[::1/v1?key={leaky_key}"
 api_key = "{leaky_key}"
 models = ["leaky-model"]
-"""
-            )
+""",
+        )
         created = yield in_thread(run_cli, "--config", config, "keys", "create", "--name", "redact")
         proxy_key = created.stdout.strip().splitlines()[-1]
         logfile = os.path.join(workdir, "twistd.log")

@@ -21,7 +21,7 @@ from dd0c_route.testing.fakeprovider import start_fake_provider
 
 from .live import fake_provider_key, in_thread
 from .openapi_schema import validate_sse_stream
-from .twistd_proc import Twistd, free_port, run_cli
+from .twistd_proc import Twistd, free_port, run_cli, write_config
 
 
 class TwistdTests(TestCase):
@@ -40,20 +40,11 @@ class TwistdTests(TestCase):
         fake.state.expected_key = provider_key
         workdir = tempfile.mkdtemp(prefix="dd0c-twistd-")
         port = free_port()
-        config = os.path.join(workdir, "dd0c.toml")
-        with open(config, "w") as f:
-            f.write(
-                f"""
-[server]
-listen = "tcp:{port}:interface=127.0.0.1"
-[ledger]
-path = "{workdir}/ledger.sqlite3"
-key_cache_ttl = 1.0
-[providers.openai]
-base_url = "{fake.base_url}"
-api_key_env = "DD0C_TEST_PROVIDER_KEY"
-"""
-            )
+        config = write_config(
+            workdir, port,
+            f'key_cache_ttl = 1.0\n[providers.openai]\nbase_url = "{fake.base_url}"\n'
+            'api_key_env = "DD0C_TEST_PROVIDER_KEY"\n',
+        )
         os.environ["DD0C_TEST_PROVIDER_KEY"] = provider_key
         self.addCleanup(os.environ.pop, "DD0C_TEST_PROVIDER_KEY", None)
 

@@ -35,6 +35,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_config(workdir: str, port: int, rest: str) -> str:
+    """
+    A config file in ``workdir`` listening on ``port`` with its ledger
+    beside it; ``rest`` is appended (more ``[ledger]`` keys, providers).
+    """
+    path = os.path.join(workdir, "dd0c.toml")
+    with open(path, "w") as f:
+        f.write(
+            f'[server]\nlisten = "tcp:{port}:interface=127.0.0.1"\n'
+            f'[ledger]\npath = "{workdir}/ledger.sqlite3"\n' + rest
+        )
+    return path
+
+
 def run_cli(*args: str, cwd: Optional[str] = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env(), cwd=cwd or str(ROOT), timeout=60)
 
