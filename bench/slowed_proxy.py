@@ -18,7 +18,7 @@ from typing import Any
 
 
 def install(delay_ms: float) -> None:
-    from dd0c_route.web.app import ApiResource
+    from dd0c_route.web.resource import ApiResource
 
     original = ApiResource.render
     delay = delay_ms / 1000.0

@@ -148,10 +148,12 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .ledger.writer import UsageWriter
     from .metering.meter import Meter
     from .metering.prices import PriceTable
+    from .providers.adapters import default_adapters
     from .providers.registry import ProviderRegistry
     from .relay.upstream import UpstreamClient
     from .routing.service import Routing
-    from .web.app import ApiResource, ProxyApp
+    from .web.app import ProxyApp
+    from .web.resource import ApiResource
     from .web.site import ProxySite
 
     root = _SequentialService()
@@ -172,10 +174,12 @@ def build_service(config: Config, reactor: Any) -> Built:
     run_in_thread = partial(deferToThreadPool, reactor, work)
 
     prices = PriceTable.load_default().with_overrides(config.price_overrides)
-    routing = Routing(config, ProviderRegistry(config), reactor, prices=prices)
-    # Records pass through the routing layer on their way to the writer:
-    # fallback attempts and shadow costs are added, budgets are counted.
-    meter = Meter(routing.submitter(writer.submit), prices, run_in_thread, clock=reactor)
+    routing = Routing(config, ProviderRegistry(config), reactor)
+    # One record per request, published to its subscribers: budgets count
+    # it, the writer stores it.
+    meter = Meter(None, prices, run_in_thread, clock=reactor)
+    meter.subscribe(routing.observe)
+    meter.subscribe(writer.submit)
     _BudgetSeedService(routing, store, run_in_thread).setServiceParent(root)
     _MeterDrainService(meter).setServiceParent(root)
 
@@ -184,8 +188,10 @@ def build_service(config: Config, reactor: Any) -> Built:
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
     _UpstreamService(upstream).setServiceParent(root)
-    app = ProxyApp(reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream, routing=routing)
-    _install_providers(app)
+    app = ProxyApp(
+        reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream, routing=routing,
+        adapters=default_adapters(),
+    )
     site = ProxySite(ApiResource(app), config.server.max_body_bytes)
     # Stopped in reverse order: the port closes first, then the open
     # connections, then upstream, key cache, worker threads, and last the
@@ -194,15 +200,6 @@ def build_service(config: Config, reactor: Any) -> Built:
     server = strports.service(config.server.listen, site, reactor=reactor)
     server.setServiceParent(root)
     return Built(root, site, app, server, writer, keys, store)
-
-
-def _install_providers(app: Any) -> None:
-    """Wire the Anthropic routes when that module is present."""
-    try:
-        from .web.anthropic import install
-    except ImportError:
-        return
-    install(app)
 
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
 from dd0c_route.metering.prices import PriceTable
-from dd0c_route.relay.usage import UsageFacts
+from dd0c_route.metering.usage import UsageFacts
 
 
 class WordCounter:
@@ -214,7 +214,7 @@ class DeliveredLimitTests(SynchronousTestCase):
         Past the per-request limit delivered text is only measured, so a
         stream's memory stays bounded; its count is extrapolated by length.
         """
-        from dd0c_route.relay import usage
+        from dd0c_route.metering import usage
 
         h = Harness()
         facts = UsageFacts()

@@ -17,10 +17,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from dd0c_route.metering.usage import UsageFacts
+from dd0c_route.relay.failures import UpstreamFailure
 from dd0c_route.relay.handlers import OpenAIChatStreamHandler
 from dd0c_route.relay.relay import Exchange
-from dd0c_route.relay.usage import UsageFacts
-from dd0c_route.web.errors import ProxyError, openai_error_body
+from dd0c_route.web.errors import error_for, openai_error_body
 
 
 class FakeResponse:
@@ -64,10 +65,12 @@ class Harness:
         self.cancelled = []
         self.upstream_d = Deferred(lambda d: self.cancelled.append(True))
 
-        def respond_error(request, error: ProxyError):
+        def respond_error(request, failure: UpstreamFailure) -> int:
+            error = error_for(failure)
             request.setResponseCode(error.status)
             request.write(openai_error_body(error))
             request.finish()
+            return error.status
 
         self.exchange = Exchange(
             request=self.request,

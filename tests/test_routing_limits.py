@@ -22,7 +22,8 @@ from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteLedger
 from dd0c_route.routing.breaker import CircuitBreaker
 from dd0c_route.routing.budgets import Budgets, day_and_month
-from dd0c_route.web.errors import ProxyError
+from dd0c_route.routing.errors import Refusal
+from dd0c_route.web.errors import ProxyError, error_for
 
 NOON = float(calendar.timegm((2026, 3, 14, 12, 0, 0, 0, 0, 0)))
 
@@ -102,10 +103,11 @@ def spent(amount: str, when: float = NOON, key_id: str = "key_1", team: str = "c
 
 
 def refused(budgets: Budgets, who: KeyInfo, tokens: int = 10) -> ProxyError:
-    with pytest.raises(ProxyError) as info:
+    with pytest.raises(Refusal) as info:
         budgets.admit(who, tokens)
-    assert info.value.status == 429
-    return info.value
+    error = error_for(info.value)
+    assert error.status == 429
+    return error
 
 
 def test_daily_cap_by_key_name():

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from ..ledger.records import UsageRecord
 from ..redaction import redact_sensitive
-from ..relay.usage import UsageFacts
+from .usage import UsageFacts
 
 __all__ = ["Meter", "RequestInfo"]
 
@@ -44,6 +44,13 @@ class RequestInfo:
     messages: Optional[Sequence[Any]] = None
     route_rule: Optional[str] = None
     complexity: Optional[str] = None
+    #: Fallbacks: every attempt as ``model@provider:outcome`` (routing/fallback.py).
+    attempts: Optional[str] = None
+    #: Shadow mode: the model a rule would have used.
+    shadow_model: Optional[str] = None
+    #: How the shadow model's provider counts prompts: Anthropic-kind usage
+    #: excludes cached tokens from the prompt count.
+    shadow_prompt_includes_cached: bool = True
 
 
 @attrs.frozen
@@ -60,7 +67,10 @@ class Outcome:
 
 class Meter:
     """
-    Builds records and hands them to ``submit`` (the ledger writer).
+    Builds each request's one record and publishes it to its subscribers
+    (budgets and the ledger writer today; metrics, rollups and alerts plug
+    in the same way, with :meth:`subscribe`).  A subscriber that raises is
+    logged and the others still get the record.
 
     ``run_in_thread(f, *args)`` returns a Deferred for ``f(*args)`` run off
     the reactor thread.
@@ -68,13 +78,13 @@ class Meter:
 
     def __init__(
         self,
-        submit: Callable[[UsageRecord], None],
+        subscriber: Optional[Callable[[UsageRecord], None]],
         prices: Any,
         run_in_thread: Callable[..., Deferred[Any]],
         counter: Any = None,
         clock: Any = None,
     ) -> None:
-        self._submit = submit
+        self._subscribers: list[Callable[[UsageRecord], None]] = [] if subscriber is None else [subscriber]
         self._prices = prices
         self._run_in_thread = run_in_thread
         if counter is None:
@@ -89,6 +99,17 @@ class Meter:
         self._queue: list[_Job] = []
         self._flush_call: Any = None
         self._pending: set[Deferred[Any]] = set()
+
+    def subscribe(self, subscriber: Callable[[UsageRecord], None]) -> None:
+        """Hand every record from now on to ``subscriber`` too (in order of subscription)."""
+        self._subscribers.append(subscriber)
+
+    def _submit(self, record: UsageRecord) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(record)
+            except Exception:
+                log.failure("a usage record subscriber failed; the others still get the record")
 
     @property
     def pending(self) -> int:
@@ -217,6 +238,22 @@ class Meter:
             route_rule=info.route_rule,
             complexity=info.complexity,
             cost_requested_usd=cost_requested,
+            attempts=info.attempts,
+            shadow_model=info.shadow_model,
+            cost_shadow_usd=self._shadow_cost(info, facts),
+        )
+
+    def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:
+        """What the shadow model would have cost on the same token counts."""
+        if info.shadow_model is None or (facts.prompt_tokens is None and facts.completion_tokens is None):
+            return None
+        return self._prices.cost_usd(
+            info.shadow_model,
+            facts.prompt_tokens or 0,
+            facts.completion_tokens or 0,
+            cached_tokens=facts.cached_tokens or 0,
+            cache_creation_tokens=facts.cache_creation_tokens or 0,
+            prompt_includes_cached=info.shadow_prompt_includes_cached,
         )
 
     def _cost(self, model: Optional[str], facts: UsageFacts) -> Optional[Decimal]:

@@ -22,6 +22,8 @@ from typing import Any, Mapping, Optional, Union
 
 import attrs
 
+from .errors import CannotServe
+
 __all__ = [
     "UPSTREAM_AUTH_MESSAGE",
     "TranslationError",
@@ -35,22 +37,11 @@ _KEYLIKE = re.compile(r"sk-ant-[A-Za-z0-9_\-]*|sk-[A-Za-z0-9_\-]{16,}")
 
 
 @attrs.frozen(auto_exc=True)
-class TranslationError(Exception):
+class TranslationError(CannotServe):
     """
-    A request we refuse to translate, with the OpenAI error it becomes.
-
-    ``status`` is an HTTP status (400 unless said otherwise), ``param`` the
-    request field at fault (``"n"``, ``"messages[2].tool_calls[0]..."``) so
-    the client can find it, ``code`` a stable machine-readable value.
+    A request we refuse to translate, with the OpenAI error it becomes
+    (``param`` names the field at fault, e.g. ``"messages[2].tool_calls[0]"``).
     """
-
-    status: int
-    message: str
-    param: Optional[str] = None
-    code: Optional[str] = None
-
-    def __str__(self) -> str:
-        return self.message
 
     def to_openai(self) -> dict[str, Any]:
         """

@@ -1,4 +1,4 @@
-# Tests: tests/test_handlers.py
+# Tests: tests/test_relay.py, tests/test_disconnect.py
 """
 What the relay does with an upstream body, per kind of response.
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from ..metering.usage import UsageFacts
+from ..shapes import openai_error, sse_error_frame
 from .sse import SSEDecoder, SSEEvent
-from .usage import UsageFacts
 
 __all__ = [
     "BodyHandler",
@@ -121,9 +122,7 @@ class GenericStreamHandler(BodyHandler):
         return event.raw
 
     def failed(self, message: str) -> bytes:
-        return b"event: error\ndata: " + json.dumps(
-            {"error": {"message": message, "type": "server_error", "param": None, "code": "upstream_error"}}
-        ).encode() + b"\n\n"
+        return sse_error_frame(openai_error(message, "server_error", None, "upstream_error"), event="error")
 
     @property
     def can_report_failure(self) -> bool:
@@ -170,9 +169,7 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
         return event.raw
 
     def failed(self, message: str) -> bytes:
-        return b"data: " + json.dumps(
-            {"error": {"message": message, "type": "server_error", "param": None, "code": "upstream_error"}}
-        ).encode() + b"\n\n"
+        return sse_error_frame(openai_error(message, "server_error", None, "upstream_error"))
 
 
 def _error_type(error: Any) -> Optional[str]:

@@ -23,6 +23,7 @@ own flag and is the only guard used.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional, cast
 
 from twisted.internet.defer import CancelledError
@@ -33,10 +34,9 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 
-from ..redaction import redact_sensitive
-from ..web.errors import ProxyError
+from ..metering.usage import UsageFacts
+from .failures import ERROR, INTERNAL, TIMEOUT, UNREACHABLE, UpstreamFailure
 from .handlers import BodyHandler
-from .usage import UsageFacts
 
 __all__ = ["PASS_HEADERS", "Exchange"]
 
@@ -116,7 +116,9 @@ class Exchange:
     Relays one request upstream and its response back, and finalizes its
     meter exactly once.
 
-    ``respond_error`` writes a proxy error in the client's format;
+    ``respond_error`` answers an :class:`UpstreamFailure` in the client's
+    format (or not at all, when a fallback takes over) and returns the
+    status it stands for;
     ``translate_error`` maps an upstream error (status, body, headers) to
     what the client should see; ``choose_handler`` picks the body handler
     for a successful response; ``finalize`` receives the exchange once.
@@ -128,7 +130,7 @@ class Exchange:
         request: Any,
         reactor: Any,
         facts: UsageFacts,
-        respond_error: Callable[[Any, ProxyError], None],
+        respond_error: Callable[[Any, UpstreamFailure], int],
         translate_error: Callable[[int, bytes, dict[bytes, list[bytes]]], tuple[int, bytes, dict[bytes, list[bytes]]]],
         choose_handler: Callable[[Any], BodyHandler],
         finalize: Callable[[Exchange], None],
@@ -284,7 +286,7 @@ class Exchange:
                 clean = False
             if not clean:
                 self.upstream_failed = True
-                self.error_type = "upstream_timeout" if self.timed_out else "upstream_error"
+                self.error_type = TIMEOUT if self.timed_out else ERROR
                 if self._handler.can_report_failure:
                     tail += self._handler.failed(
                         "upstream timed out" if self.timed_out
@@ -314,8 +316,6 @@ class Exchange:
         status, body, headers = self._translate_error(self.status, body, self._error_headers)
         self.status = status
         try:
-            import json
-
             parsed = json.loads(body)
             error = parsed.get("error") if isinstance(parsed, dict) else None
             if isinstance(error, dict):
@@ -340,33 +340,32 @@ class Exchange:
             self._finalize()
             return
         if self.timed_out:
-            error = ProxyError(504, "The upstream provider did not answer in time", code="upstream_timeout")
-        elif failure.check(ConnectError, DNSLookupError, ConnectingCancelledError) or (
-            failure.check(ResponseNeverReceived, ResponseFailed)
-        ) or failure.check(CancelledError):
-            error = ProxyError(502, "The upstream provider could not be reached", code="upstream_unreachable")
+            problem = UpstreamFailure(TIMEOUT, "The upstream provider did not answer in time", failure)
+        elif failure.check(
+            ConnectError, DNSLookupError, ConnectingCancelledError, ResponseNeverReceived, ResponseFailed, CancelledError
+        ):
+            problem = UpstreamFailure(UNREACHABLE, "The upstream provider could not be reached", failure)
         else:
             log.failure("upstream request failed", failure)
-            error = ProxyError(502, "The upstream request failed", code="upstream_error")
-        self.fail(error)
+            problem = UpstreamFailure(ERROR, "The upstream request failed", failure)
+        self.fail(problem)
 
     def _internal_error(self, failure: Failure) -> None:
         log.failure("relay internal error", failure)
         if self.state != DONE:
             if not self.client_gone and self.status == 0:
-                self.fail(ProxyError(500, "Internal proxy error", code="internal_error"))
+                self.fail(UpstreamFailure(INTERNAL, "Internal proxy error", failure))
             else:
                 self._finalize()
 
     # -- ending -----------------------------------------------------------
 
-    def fail(self, error: ProxyError) -> None:
-        """Answer with a proxy error (before any response byte) and finalize."""
-        self.status = error.status
-        self.error_type = error.code or error.type
+    def fail(self, problem: UpstreamFailure) -> None:
+        """Answer a failure (before any response byte) and finalize."""
+        self.error_type = problem.kind
         if not self.client_gone:
             self.ttfb = self.reactor.seconds()
-            self._respond_error(self.request, error)
+        self.status = self._respond_error(self.request, problem)
         self._finalize()
 
     def _finalize(self) -> None:
@@ -380,11 +379,3 @@ class Exchange:
         except Exception:
             log.failure("finalizing the meter failed")
 
-
-def scrub_error_body(body: bytes) -> bytes:
-    """Provider error bodies can echo a key: scrub before relaying."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body
-    return redact_sensitive(text).encode("utf-8")

@@ -23,14 +23,13 @@ Budgets apply by scope: a key's id, a key's name, ``team:NAME``, and ``*``
 
 from __future__ import annotations
 
-import math
 import time
 from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 from ..config import BudgetConfig
 from ..ledger.records import UsageRecord
-from ..web.errors import ProxyError
+from .errors import BudgetExceeded, RateLimited, retry_seconds
 
 __all__ = ["Budgets", "day_and_month"]
 
@@ -111,10 +110,6 @@ class _Bucket:
         return max(0.0, (amount - self.level) / self.rate)
 
 
-def _retry_after(seconds: float) -> tuple[tuple[str, str], ...]:
-    return (("retry-after", str(max(1, math.ceil(seconds)))),)
-
-
 class Budgets:
     """In-memory spend and rate state for the configured budgets."""
 
@@ -159,8 +154,8 @@ class Budgets:
 
     def admit(self, key: Any, estimated_tokens: int) -> None:
         """
-        Raise a 429 :class:`ProxyError` (``rate_limited`` or
-        ``budget_exceeded``, with ``retry-after``) unless every budget that
+        Raise :class:`RateLimited` or :class:`BudgetExceeded` (with the
+        seconds until a retry can pass) unless every budget that
         applies to ``key`` admits one more request of this size.
         """
         if not self._by_scope or key is None:
@@ -178,11 +173,9 @@ class Budgets:
                 if bucket.refill(now) < 1.0:
                     for b in taken:
                         b.level += 1.0
-                    raise ProxyError(
-                        429,
+                    raise RateLimited(
                         f"Rate limit reached for {label}: {budget.requests_per_minute} requests per minute",
-                        code="rate_limited",
-                        headers=_retry_after(bucket.wait_for(1.0)),
+                        retry_seconds(bucket.wait_for(1.0)),
                     )
                 bucket.level -= 1.0
                 taken.append(bucket)
@@ -192,11 +185,9 @@ class Budgets:
                 if bucket.refill(now) < need:
                     for b in taken:
                         b.level += 1.0
-                    raise ProxyError(
-                        429,
+                    raise RateLimited(
                         f"Rate limit reached for {label}: {budget.tokens_per_minute} tokens per minute",
-                        code="rate_limited",
-                        headers=_retry_after(bucket.wait_for(need)),
+                        retry_seconds(bucket.wait_for(need)),
                     )
             spend = (self._key_spend if kind == "key" else self._team_spend).get(ident)
             if spend is None:
@@ -204,22 +195,18 @@ class Budgets:
             if budget.daily_usd is not None and spend.today(day) >= budget.daily_usd:
                 for b in taken:
                     b.level += 1.0
-                raise ProxyError(
-                    429,
+                raise BudgetExceeded(
                     f"Budget exceeded for {label}: daily limit of ${budget.daily_usd} reached "
                     f"(${spend.today(day)} spent today, UTC)",
-                    code="budget_exceeded",
-                    headers=_retry_after(to_day),
+                    retry_seconds(to_day),
                 )
             if budget.monthly_usd is not None and spend.this_month(month) >= budget.monthly_usd:
                 for b in taken:
                     b.level += 1.0
-                raise ProxyError(
-                    429,
+                raise BudgetExceeded(
                     f"Budget exceeded for {label}: monthly limit of ${budget.monthly_usd} reached "
                     f"(${spend.this_month(month)} spent this month, UTC)",
-                    code="budget_exceeded",
-                    headers=_retry_after(to_month),
+                    retry_seconds(to_month),
                 )
 
     def observe(self, record: UsageRecord) -> None:

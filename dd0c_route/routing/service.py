@@ -1,16 +1,14 @@
 # Tests: tests/test_routing.py, tests/test_live_routing.py
 """
-The router's parts, built once from the config, and the record hook.
+The router's parts, built once from the config.
 
-:class:`Routing` holds the router, the circuit breaker and the budgets.  Its
-:meth:`Routing.submitter` wraps the ledger writer's ``submit`` so that every
-usage record, as the meter hands it over, is
-
-- completed with what only the routing layer knows (the fallback attempts,
-  the shadow model and what it would have cost), kept per request id in
-  :attr:`Routing.notes` until the record arrives, and
-- counted into the budgets (spend per key/team per UTC day and month, and
-  the tokens-per-minute buckets).
+:class:`Routing` holds the router, the circuit breaker and the budgets.
+What routing learns about one request (the rule, the fallback attempts, the
+shadow model) travels on that request's
+:class:`~dd0c_route.metering.meter.RequestInfo` into its one record;
+:meth:`Routing.observe` is the record subscriber that counts each finished
+request into the budgets (spend per key/team per UTC day and month, and the
+tokens-per-minute buckets).
 
 Budgets are seeded from the ledger at start by :meth:`Routing.seed`, which
 reads the month's records in a worker thread.
@@ -18,10 +16,8 @@ reads the month's records in a worker thread.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Callable, Optional
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -33,19 +29,9 @@ from .classifier import HeuristicClassifier
 from .interfaces import IComplexityClassifier
 from .router import Router
 
-__all__ = ["RouteNote", "Routing"]
+__all__ = ["Routing"]
 
 log = Logger()
-
-
-@attrs.define
-class RouteNote:
-    """What the record of one request needs from the routing layer."""
-
-    attempts: Optional[str] = None
-    shadow_model: Optional[str] = None
-    #: Anthropic-kind usage excludes cached tokens from the prompt count.
-    prompt_includes_cached: bool = True
 
 
 class Routing:
@@ -65,58 +51,15 @@ class Routing:
         self.router = Router(config.routing, registry, classifier or HeuristicClassifier(), self.breaker)
         self.budgets = Budgets(config.budgets, clock)
         self.prices = prices
-        self.notes: dict[str, RouteNote] = {}
-        #: Notes are kept only when a submitter will take them back.
-        self.recording = False
         self.started = clock.seconds()
 
     @property
     def enforcing(self) -> bool:
         return self.config.mode == "enforce"
 
-    def note(self, request_id: str) -> Optional[RouteNote]:
-        """The request's note, created on first use (None when not recording)."""
-        if not self.recording:
-            return None
-        note = self.notes.get(request_id)
-        if note is None:
-            note = self.notes[request_id] = RouteNote()
-        return note
-
-    def submitter(self, submit: Callable[[UsageRecord], None]) -> Callable[[UsageRecord], None]:
-        """``submit`` with routing notes added and budgets counted first."""
-        self.recording = True
-
-        def routed_submit(record: UsageRecord) -> None:
-            try:
-                record = self.complete(record)
-                self.budgets.observe(record)
-            except Exception:
-                log.failure("completing a usage record with routing notes failed")
-            submit(record)
-
-        return routed_submit
-
-    def complete(self, record: UsageRecord) -> UsageRecord:
-        """The record with its routing note (if any) applied."""
-        note = self.notes.pop(record.request_id, None)
-        if note is None:
-            return record
-        shadow_cost: Optional[Decimal] = None
-        if note.shadow_model is not None and self.prices is not None and (
-            record.prompt_tokens is not None or record.completion_tokens is not None
-        ):
-            shadow_cost = self.prices.cost_usd(
-                note.shadow_model,
-                record.prompt_tokens or 0,
-                record.completion_tokens or 0,
-                cached_tokens=record.cached_tokens or 0,
-                cache_creation_tokens=record.cache_creation_tokens or 0,
-                prompt_includes_cached=note.prompt_includes_cached,
-            )
-        return attrs.evolve(
-            record, attempts=note.attempts, shadow_model=note.shadow_model, cost_shadow_usd=shadow_cost
-        )
+    def observe(self, record: UsageRecord) -> None:
+        """A record subscriber: count the finished request into the budgets."""
+        self.budgets.observe(record)
 
     def seed(self, store: Any, run_in_thread: Callable[..., Deferred[Any]]) -> Deferred[Any]:
         """Count this month's stored spend into the budgets (reads in a thread)."""

@@ -1,0 +1,55 @@
+# Tests: tests/test_provider_contract.py
+"""
+The provider adapter seam: what the proxy needs to reach one kind of
+upstream API.
+
+An adapter knows its provider's wire: where an endpoint lives, which
+headers carry the provider's key (never the client's), how a chat
+completion is asked for (model substitution, asking for usage, translating
+to another API) and read back (the body handler, which fills the request's
+:class:`~dd0c_route.metering.usage.UsageFacts`), and how its errors look to
+an OpenAI-format client.  The tap builds one adapter per kind and hands the
+app a ``{kind: adapter}`` mapping; a new kind (Azure OpenAI, Bedrock) is one
+module implementing :class:`IProvider` and one entry in
+:data:`dd0c_route.providers.ADAPTERS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import Attribute, Interface
+
+__all__ = ["IProvider"]
+
+
+class IProvider(Interface):
+    """One upstream API kind; see the module docstring."""
+
+    kind = Attribute("The config ``kind`` this adapter serves, e.g. ``'openai'``.")
+
+    def url(provider: Any, endpoint: str) -> str:
+        """
+        The upstream URL for a client endpoint path (``/v1/...``, with its
+        query string) on ``provider`` (a ProviderConfig).
+        """
+
+    def headers(provider: Any, client_headers: Any, native: bool) -> dict[bytes, list[bytes]]:
+        """
+        Upstream request headers: ``provider``'s own key, never the
+        client's, plus the client headers (``client_headers``, a Headers)
+        the provider's API reads; ``native`` when the client speaks this
+        provider's own API.
+        """
+
+    def chat_completion(
+        provider: Any, client_headers: Any, body: dict[str, Any], raw: bytes, model: str, stream: bool, created: int
+    ) -> Any:
+        """
+        The UpstreamCall that serves an OpenAI chat completion (``body``,
+        whose bytes are ``raw``) with ``model`` on ``provider``.  Raises
+        CannotServe for a request this provider cannot take.
+        """
+
+    def translate_error(status: int, body: bytes, headers: dict[bytes, list[bytes]]) -> tuple[int, bytes, dict[bytes, list[bytes]]]:
+        """A provider error response as an OpenAI-format client sees it (scrubbed of keys)."""

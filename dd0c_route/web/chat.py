@@ -1,0 +1,76 @@
+# Tests: tests/test_live_openai.py, tests/test_live_anthropic.py, tests/test_bad_input.py
+"""
+``/v1/chat/completions`` and ``/v1/models``.
+
+A chat completion is checked, routed, and served by the adapter of each
+attempt's provider kind (OpenAI relayed, Anthropic translated); which kinds
+can serve it is simply which adapters the app has.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..config import ProviderConfig
+from ..providers.errors import CannotServe
+from ..relay.plan import UpstreamCall
+from .call import Call
+from .errors import ProxyError
+
+__all__ = ["chat_completions", "models", "models_body"]
+
+
+def models_body(app: Any) -> bytes:
+    """The ``GET /v1/models`` list, built once."""
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": provider.name}
+        for model, provider in app.registry.listed_models()
+    ]
+    return json.dumps({"object": "list", "data": data}).encode("utf-8")
+
+
+def models(call: Call) -> None:
+    if call.method not in (b"GET", b"HEAD"):
+        raise ProxyError(405, "Method not allowed: use GET", code="method_not_allowed")
+    call.respond_json(200, call.app.models_body)
+
+
+def chat_completions(call: Call) -> None:
+    if call.method != b"POST":
+        raise ProxyError(405, "Method not allowed: use POST", code="method_not_allowed")
+    body = call.json_body()
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ProxyError(400, "you must provide a model parameter", param="model", code="missing_required_parameter" if "model" not in body else "invalid_type")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ProxyError(400, "'messages' must be a non-empty array of message objects", param="messages", code="invalid_value")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ProxyError(400, f"messages[{index}] must be an object with a string 'role'", param=f"messages[{index}]", code="invalid_value")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise ProxyError(400, "'stream' must be a boolean", param="stream", code="invalid_type")
+    stream = bool(stream)
+    app = call.app
+    adapters = app.adapters
+    decision = call.route(model, body, messages, app.kinds)
+    call.info.stream = stream
+    call.info.messages = messages
+    client_headers = call.request.requestHeaders
+    raw = call.raw_body
+    created = int(app.reactor.seconds())
+
+    def plan_for(served: str, provider: ProviderConfig) -> UpstreamCall:
+        adapter = adapters.get(provider.kind)
+        if adapter is None:
+            raise CannotServe(
+                400,
+                f"The model `{served}` is served by a {provider.kind} provider, which this endpoint cannot reach yet",
+                param="model",
+                code="model_not_supported",
+            )
+        return adapter.chat_completion(provider, client_headers, body, raw, served, stream, created)
+
+    call.serve(decision, plan_for)

@@ -1,0 +1,105 @@
+# Tests: tests/test_live_openai.py, tests/test_bad_input.py
+"""
+The API surface: one leaf resource that dispatches on the path.
+
+Dispatch is a dict lookup (no child traversal); every path, known or not,
+gets a provider-shaped JSON answer from here.  A request becomes a
+:class:`~dd0c_route.web.call.Call`, is authenticated against the in-memory
+key cache (a miss asks the store off the reactor), admitted by the budgets,
+and handed to its endpoint; every call but ``/healthz`` ends in exactly one
+usage record, errors included.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, cast
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from ..ledger.interfaces import KeyInfo
+from .auth import presented_key
+from .call import Call
+from .errors import ProxyError
+
+__all__ = ["ApiResource"]
+
+log = Logger()
+
+_JSON = [b"application/json"]
+
+
+class ApiResource(Resource):
+    """The leaf resource serving every path; see the module docstring."""
+
+    isLeaf = True
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+
+    def render(self, request: IRequest) -> Any:
+        app = self.app
+        path = request.path
+        if path == b"/healthz":
+            return self._healthz(request)
+        call = Call(app, request, anthropic_errors=path.startswith(b"/v1/messages"))
+        app.active += 1
+        cast(Request, request).notifyFinish().addErrback(call.client_lost)
+        try:
+            body = request.content
+            if body is not None and getattr(body, "overflow", False):
+                raise ProxyError(
+                    413,
+                    f"The request body is larger than the limit of {app.config.server.max_body_bytes} bytes",
+                    code="request_too_large",
+                )
+            route = app.routes.get(path)
+            if route is None and not path.startswith(b"/v1/"):
+                raise ProxyError(404, "Unknown path: this proxy serves the OpenAI and Anthropic /v1 API", code="not_found")
+            key = presented_key(request)
+            if key is None:
+                raise ProxyError(401, "You didn't provide an API key. Use the Authorization header: Bearer <your dd0c-route key>.", code="invalid_api_key")
+            hit, info = app.keys.lookup_cached(key)
+            if hit:
+                self._authorized(call, route, info)
+            else:
+                d = app.keys.fetch(key)
+                d.addCallback(lambda found: self._authorized(call, route, found))
+                d.addErrback(lambda failure: call.fail(failure.value, failure))
+        except Exception as error:
+            call.fail(error, Failure())
+        return NOT_DONE_YET
+
+    def _authorized(self, call: Call, route: Optional[Callable[[Call], None]], info: Optional[KeyInfo]) -> None:
+        if call.client_gone:
+            return
+        try:
+            if info is None:
+                raise ProxyError(401, "Invalid API key provided. Check your dd0c-route key.", code="invalid_api_key")
+            call.key = info
+            call.info.key_id = info.key_id
+            call.info.team = info.team
+            app = self.app
+            budgets = app.routing.budgets
+            if budgets.enabled and call.request.path != b"/v1/models":
+                budgets.admit(info, len(call.raw_body) // 4)
+            (route or app.passthrough)(call)
+        except Exception as error:
+            call.fail(error, Failure())
+
+    def _healthz(self, request: IRequest) -> bytes:
+        app = self.app
+        body = json.dumps(
+            {
+                "status": "ok",
+                "active_requests": app.active,
+                "upstream_connections": app.upstream.counter.open,
+            }
+        ).encode()
+        request.responseHeaders.setRawHeaders(b"content-type", _JSON)
+        return body
