@@ -23,7 +23,7 @@ from dd0c_route.config import CircuitBreakerConfig, ProviderConfig, TimeoutConfi
 from dd0c_route.metering.meter import RequestInfo
 from dd0c_route.metering.usage import UsageFacts
 from dd0c_route.providers.errors import CannotServe, pass_openai_error
-from dd0c_route.relay.handlers import JSONBodyHandler
+from dd0c_route.relay.handlers import JSONBodyHandler, OpenAIChatStreamHandler
 from dd0c_route.relay.plan import UpstreamCall
 from dd0c_route.routing.breaker import CircuitBreaker
 from dd0c_route.routing.errors import CircuitOpen
@@ -34,6 +34,7 @@ P1 = ProviderConfig(name="p1", kind="openai", base_url="http://127.0.0.1:1/v1")
 P2 = ProviderConfig(name="p2", kind="openai", base_url="http://127.0.0.1:2/v1")
 P3 = ProviderConfig(name="p3", kind="openai", base_url="http://127.0.0.1:3/v1")
 
+CHUNK = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
 ANSWER = json.dumps({"id": "c1", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
 
 
@@ -57,7 +58,8 @@ class FakeResponse:
 class Harness:
     """One client request and a chain over ``providers``; upstream calls are Deferreds we fire."""
 
-    def __init__(self, providers, *, breaker=None, clock=None, after_send=True, enforcing=True, first_byte=10.0):
+    def __init__(self, providers, *, breaker=None, clock=None, after_send=True, enforcing=True, first_byte=10.0, stream=False):
+        self.stream = stream
         self.clock = clock or Clock()
         self.client = StringTransport()
         captured = []
@@ -116,7 +118,7 @@ class Harness:
             headers={},
             body=b"{}",
             facts=facts,
-            choose_handler=lambda response: JSONBodyHandler(facts),
+            choose_handler=lambda response: OpenAIChatStreamHandler(facts, True) if self.stream else JSONBodyHandler(facts),
             translate_error=pass_openai_error,
         )
 
@@ -192,14 +194,15 @@ class FallbackTests(SynchronousTestCase):
         self.assertEqual(len(h.finished), 1)
 
     def test_no_fallback_after_the_first_byte(self):
-        h = Harness([P1, P2])
+        h = Harness([P1, P2], stream=True)
         h.start()
-        response = FakeResponse(200, ctype=b"application/json")
+        response = FakeResponse(200, ctype=b"text/event-stream")
         h.sent[0][1].callback(response)
-        response.protocol.dataReceived(ANSWER[:10])
+        response.protocol.dataReceived(CHUNK)
         response.protocol.connectionLost(Failure(ResponseFailed([Failure(ConnectionLost())])))
         self.assertEqual(len(h.sent), 1, "bytes reached the client: the attempt is the answer")
-        self.assertIn(ANSWER[:10], h.written)
+        self.assertIn(CHUNK, h.written)
+        self.assertIn(b"upstream_error", h.written, "the stream ends with an error event")
         self.assertEqual(len(h.finished), 1)
         self.assertTrue(h.finished[0].upstream_failed)
 

@@ -15,6 +15,7 @@ import json
 from typing import Any, Optional
 
 from ..metering.usage import UsageFacts
+from ..relay.failures import InvalidAnswer
 from ..relay.handlers import MAX_TEE_BYTES, BodyHandler, GenericStreamHandler
 from ..relay.sse import SSEDecoder, SSEEvent
 from ..shapes import anthropic_error, openai_error, sse_error_frame
@@ -51,22 +52,25 @@ class TranslatedJSONHandler(BodyHandler):
 
     def __init__(self, facts: UsageFacts, model: str, created: int) -> None:
         super().__init__(facts)
+        self.buffered = True
         self._model = model
         self._created = created
         self._buffer = bytearray()
 
     def data(self, data: bytes) -> bytes:
         if len(self._buffer) + len(data) > MAX_TEE_BYTES:
-            # Raising makes the exchange cut the connection: a translated
-            # reply cannot be relayed in part.
-            raise ValueError("Anthropic reply larger than the translation limit")
+            # A translated reply cannot be relayed in part.
+            raise InvalidAnswer("the Anthropic reply is larger than the translation limit")
         self._buffer += data
         return b""
 
     def end(self) -> bytes:
-        message = json.loads(bytes(self._buffer))
-        if not isinstance(message, dict):
-            raise ValueError("Anthropic reply is not a JSON object")
+        try:
+            message = json.loads(bytes(self._buffer))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidAnswer("the Anthropic reply is not JSON") from None
+        if not isinstance(message, dict) or message.get("type") != "message":
+            raise InvalidAnswer("the Anthropic reply is not a message")
         completion, _ = anthropic_to_openai_response(message, model=self._model, created=self._created)
         facts = self.facts
         facts.take_usage(message.get("usage"))
@@ -88,6 +92,7 @@ class TranslatedStreamHandler(BodyHandler):
     """
 
     content_type = _SSE
+    expects_sse = True
 
     def __init__(self, facts: UsageFacts, model: str, created: int, include_usage: bool) -> None:
         super().__init__(facts)
@@ -121,9 +126,10 @@ class TranslatedStreamHandler(BodyHandler):
             return b""
         try:
             data = json.loads(event.data)
-        except ValueError:
-            return b""
+        except (ValueError, RecursionError):
+            data = None
         if not isinstance(data, dict):
+            self.invalid = "an event that is not a JSON object"
             return b""
         kind = event.event or data.get("type")
         if not isinstance(kind, str):
@@ -163,6 +169,7 @@ class NativeStreamHandler(GenericStreamHandler):
     """
 
     content_type = _SSE
+    expects_sse = True
 
     def event(self, event: SSEEvent) -> Optional[bytes]:
         kind = event.event
@@ -170,10 +177,11 @@ class NativeStreamHandler(GenericStreamHandler):
             return event.raw
         try:
             data = json.loads(event.data)
-        except ValueError:
-            return event.raw
+        except (ValueError, RecursionError):
+            data = None
         if not isinstance(data, dict):
-            return event.raw
+            self.invalid = "an event that is not a JSON object"
+            return None
         kind = kind or data.get("type")
         facts = self.facts
         if kind == "content_block_delta":

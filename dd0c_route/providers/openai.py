@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from ..config import ProviderConfig
 from ..metering.usage import UsageFacts
-from ..relay.handlers import BodyHandler, JSONBodyHandler, OpenAIChatStreamHandler
+from ..relay.handlers import BodyHandler, JSONBodyHandler, OpenAIChatStreamHandler, chat_completion_or_error
 from ..relay.plan import UpstreamCall
 from .errors import pass_openai_error
 from .interfaces import IProvider
@@ -83,7 +83,7 @@ class OpenAIProvider:
         def choose_handler(response: IResponse) -> BodyHandler:
             if stream:
                 return OpenAIChatStreamHandler(facts, client_wants_usage)
-            return JSONBodyHandler(facts)
+            return JSONBodyHandler(facts, chat_completion_or_error)
 
         return UpstreamCall(
             url=self.url(provider, "/v1/chat/completions"),

@@ -16,7 +16,7 @@ from typing import Optional
 import attrs
 from twisted.python.failure import Failure
 
-__all__ = ["ERROR", "INTERNAL", "TIMEOUT", "UNREACHABLE", "UpstreamFailure"]
+__all__ = ["ERROR", "INTERNAL", "INVALID", "TIMEOUT", "UNREACHABLE", "InvalidAnswer", "UpstreamFailure"]
 
 #: The provider could not be reached (connect, DNS, reset before a response).
 UNREACHABLE = "upstream_unreachable"
@@ -26,6 +26,13 @@ TIMEOUT = "upstream_timeout"
 ERROR = "upstream_error"
 #: Our own code failed while relaying.
 INTERNAL = "internal_error"
+#: A 200 that is no usable answer: a body that is not the JSON expected, an
+#: HTML page, a non-JSON event in a stream.
+INVALID = "upstream_invalid_response"
+
+
+class InvalidAnswer(Exception):
+    """Raised by a body handler: the upstream answer is not what the client asked for."""
 
 
 @attrs.frozen

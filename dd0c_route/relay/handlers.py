@@ -12,10 +12,11 @@ a handler records as delivered was handed to the client's transport.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..metering.usage import UsageFacts
 from ..shapes import openai_error, sse_error_frame
+from .failures import InvalidAnswer
 from .sse import SSEDecoder, SSEEvent
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "GenericStreamHandler",
     "JSONBodyHandler",
     "OpenAIChatStreamHandler",
+    "any_object",
+    "chat_completion_or_error",
 ]
 
 #: Non-stream bodies are teed up to this size to read their usage; larger
@@ -31,12 +34,25 @@ MAX_TEE_BYTES = 8 * 1024 * 1024
 
 
 class BodyHandler:
-    """Base: relay bytes unchanged."""
+    """
+    Base: relay bytes unchanged.
+
+    A handler that is :attr:`buffered` sees the whole answer before the
+    status goes out (``end`` may then raise
+    :class:`~dd0c_route.relay.failures.InvalidAnswer`, and the client gets
+    a 502 instead of a broken 200); one that :attr:`expects_sse` refuses a
+    response that is not ``text/event-stream``; a stream handler sets
+    :attr:`invalid` when an event is unusable, and the exchange ends the
+    stream with an error event there.
+    """
 
     content_type: Optional[bytes] = None
+    expects_sse = False
 
     def __init__(self, facts: UsageFacts) -> None:
         self.facts = facts
+        self.buffered = False
+        self.invalid: Optional[str] = None
 
     def data(self, data: bytes) -> bytes:
         return data
@@ -53,40 +69,61 @@ class BodyHandler:
         return False
 
 
+def any_object(body: dict[str, Any]) -> bool:
+    """Any JSON object is a usable answer (other ``/v1/*`` endpoints)."""
+    return True
+
+
 class JSONBodyHandler(BodyHandler):
     """
-    A non-stream JSON body: relayed as it arrives, with a bounded copy kept
-    to read ``id`` and ``usage`` at the end.
+    A non-stream JSON body, buffered (up to :data:`MAX_TEE_BYTES`) and
+    checked before the status goes out: it must parse as a JSON object that
+    ``expect`` accepts (a completion, a message, an error shape).  ``id``
+    and ``usage`` are read from it.  A larger body is relayed as it
+    arrives, unchecked and unmetered.
     """
 
-    def __init__(self, facts: UsageFacts) -> None:
+    def __init__(self, facts: UsageFacts, expect: Callable[[dict[str, Any]], bool] = any_object) -> None:
         super().__init__(facts)
-        self._tee: Optional[bytearray] = bytearray()
+        self.buffered = True
+        self._expect = expect
+        self._buffer = bytearray()
 
     def data(self, data: bytes) -> bytes:
-        tee = self._tee
-        if tee is not None:
-            if len(tee) + len(data) > MAX_TEE_BYTES:
-                self._tee = None
-            else:
-                tee += data
-        return data
+        if not self.buffered:
+            return data
+        buffer = self._buffer
+        if len(buffer) + len(data) > MAX_TEE_BYTES:
+            self.buffered = False
+            out = bytes(buffer) + data
+            self._buffer = bytearray()
+            return out
+        buffer += data
+        return b""
 
     def end(self) -> bytes:
-        if self._tee:
-            try:
-                body = json.loads(bytes(self._tee))
-            except ValueError:
-                body = None
-            if isinstance(body, dict):
-                self.facts.take_body(body)
-                if not self.facts.usage_seen:
-                    # No usage reported: keep the reply text for a local count.
-                    for choice in body.get("choices") or ():
-                        message = choice.get("message") if isinstance(choice, dict) else None
-                        if isinstance(message, dict) and isinstance(message.get("content"), str):
-                            self.facts.delivered.append(message["content"])
-        return b""
+        if not self.buffered:
+            return b""
+        raw = bytes(self._buffer)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidAnswer("the body is not JSON") from None
+        if not isinstance(body, dict) or not self._expect(body):
+            raise InvalidAnswer("the body is not the JSON object expected")
+        self.facts.take_body(body)
+        if not self.facts.usage_seen:
+            # No usage reported: keep the reply text for a local count.
+            for choice in body.get("choices") or ():
+                message = choice.get("message") if isinstance(choice, dict) else None
+                if isinstance(message, dict) and isinstance(message.get("content"), str):
+                    self.facts.delivered.append(message["content"])
+        return raw
+
+
+def chat_completion_or_error(body: dict[str, Any]) -> bool:
+    """A ``chat.completion`` (it has ``choices``) or an error object."""
+    return isinstance(body.get("choices"), list) or isinstance(body.get("error"), dict)
 
 
 class GenericStreamHandler(BodyHandler):
@@ -103,6 +140,8 @@ class GenericStreamHandler(BodyHandler):
         out = []
         for event in self.decoder.feed(data):
             raw = self.event(event)
+            if self.invalid is not None:
+                break
             if raw:
                 out.append(raw)
         return b"".join(out)
@@ -139,6 +178,8 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
     stream cut short can be billed for what the client received.
     """
 
+    expects_sse = True
+
     def __init__(self, facts: UsageFacts, client_wants_usage: bool) -> None:
         super().__init__(facts)
         self.client_wants_usage = client_wants_usage
@@ -149,10 +190,13 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
             return event.raw
         try:
             chunk = json.loads(data)
-        except ValueError:
-            return event.raw
+        except (ValueError, RecursionError):
+            chunk = None
         if not isinstance(chunk, dict):
-            return event.raw
+            # Never forwarded: the SDK would raise on it, after a stream
+            # the record would call a success.
+            self.invalid = "an event that is not a JSON object"
+            return None
         facts = self.facts
         if facts.response_id is None:
             facts.response_id = chunk.get("id")

@@ -35,7 +35,7 @@ from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceiv
 from twisted.web.http import PotentialDataLoss
 
 from ..metering.usage import UsageFacts
-from .failures import ERROR, INTERNAL, TIMEOUT, UNREACHABLE, UpstreamFailure
+from .failures import ERROR, INTERNAL, INVALID, TIMEOUT, UNREACHABLE, InvalidAnswer, UpstreamFailure
 from .handlers import BodyHandler
 
 __all__ = ["PASS_HEADERS", "Exchange"]
@@ -163,6 +163,12 @@ class Exchange:
         self._upstream_d: Any = None
         self._body_transport: Any = None
         self._handler: Optional[BodyHandler] = None
+        self._upstream_headers: Any = None
+        #: The status and headers of a successful answer have been sent.
+        self._committed = False
+        #: Why the upstream answer is unusable (a non-JSON event, a body
+        #: that is not the JSON expected), once known.
+        self._invalid: Optional[str] = None
         self._registered = False
         self._timer: Any = None
 
@@ -225,20 +231,35 @@ class Exchange:
             response.deliverBody(_ErrorCollector(self))
             return
         handler = self._handler = self._choose_handler(response)
-        request = self.request
+        if handler.expects_sse and not (headers.getRawHeaders(b"content-type") or [b""])[0].startswith(b"text/event-stream"):
+            # A load balancer's page, or a JSON answer to a stream request:
+            # nothing the client's SDK could parse as the stream it asked for.
+            response.deliverBody(_Discard())
+            self.fail(UpstreamFailure(INVALID, "The upstream provider answered a stream request without an event stream"))
+            return
         self.status = status
-        request.setResponseCode(status)
+        self._upstream_headers = headers
+        if not handler.buffered:
+            self._commit()
+        response.deliverBody(_BodyReader(self))
+
+    def _commit(self) -> None:
+        """Send the status and headers of a successful answer (once)."""
+        self._committed = True
+        assert self._handler is not None
+        headers = self._upstream_headers
+        request = self.request
+        request.setResponseCode(self.status)
         out = request.responseHeaders
         for name, values in headers.getAllRawHeaders():
             if name.lower() in PASS_HEADERS:
                 out.setRawHeaders(name, values)
-        ctype = handler.content_type or headers.getRawHeaders(b"content-type", [b"application/json"])[0]
+        ctype = self._handler.content_type or headers.getRawHeaders(b"content-type", [b"application/json"])[0]
         out.setRawHeaders(b"content-type", [ctype])
         if ctype.startswith(b"text/event-stream"):
             out.setRawHeaders(b"cache-control", [b"no-cache"])
         for name, value in self._extra_headers:
             out.setRawHeaders(name, [value])
-        response.deliverBody(_BodyReader(self))
 
     def _body_started(self, transport: Any) -> None:
         self._body_transport = transport
@@ -250,46 +271,77 @@ class Exchange:
         self._timer = self.reactor.callLater(self._idle_timeout, self._idle_timed_out)
 
     def _body_data(self, data: bytes) -> None:
-        if self.client_gone:
+        if self.client_gone or self._invalid is not None:
+            # Nothing after an unusable event counts: not its text, not its usage.
             return
         timer = self._timer
         if timer is not None:
             timer.reset(self._idle_timeout)
-        assert self._handler is not None
+        handler = self._handler
+        assert handler is not None
         try:
-            out = self._handler.data(data)
+            out = handler.data(data)
+        except InvalidAnswer as error:
+            self._reject(str(error))
+            return
         except Exception:
             log.failure("stream handler failed")
             self.upstream_failed = True
             self._body_transport.stopProducing()
             return
         if out:
+            if not self._committed:
+                self._commit()
             if self.ttfb is None:
                 self.ttfb = self.reactor.seconds()
             self.request.write(out)
+        if handler.invalid is not None:
+            self._reject(handler.invalid)
+
+    def _reject(self, message: str) -> None:
+        """The upstream answer is not usable: stop reading it (see :meth:`_body_done`)."""
+        if self._invalid is None:
+            self._invalid = message
+            self._body_transport.stopProducing()
 
     def _body_done(self, reason: Failure) -> None:
         self._cancel_timer()
         if self.state == DONE:
             return
-        clean = reason.check(ResponseDone, PotentialDataLoss) is not None
+        clean = reason.check(ResponseDone, PotentialDataLoss) is not None and self._invalid is None
         if not self.client_gone:
-            assert self._handler is not None
+            handler = self._handler
+            assert handler is not None
             if self._registered:
                 self.request.unregisterProducer()
                 self._registered = False
             tail = b""
-            try:
-                tail = self._handler.end() if clean else b""
-            except Exception:
-                log.failure("stream handler failed at end")
-                clean = False
+            if clean:
+                try:
+                    tail = handler.end()
+                except InvalidAnswer as error:
+                    self._invalid = str(error)
+                    clean = False
+                except Exception:
+                    log.failure("stream handler failed at end")
+                    clean = False
+            if not clean and not self._committed:
+                # Nothing reached the client yet: a gateway error instead of
+                # a broken answer, and the provider is billed nothing.
+                if self._invalid is not None:
+                    self.fail(UpstreamFailure(INVALID, f"The upstream provider sent an unusable answer: {self._invalid}"))
+                elif self.timed_out:
+                    self.fail(UpstreamFailure(TIMEOUT, "The upstream provider did not answer in time"))
+                else:
+                    self.fail(UpstreamFailure(ERROR, "The upstream connection broke before the response was complete"))
+                return
             if not clean:
                 self.upstream_failed = True
-                self.error_type = TIMEOUT if self.timed_out else ERROR
-                if self._handler.can_report_failure:
-                    tail += self._handler.failed(
-                        "upstream timed out" if self.timed_out
+                self.error_type = INVALID if self._invalid is not None else TIMEOUT if self.timed_out else ERROR
+                if handler.can_report_failure:
+                    tail += handler.failed(
+                        "the upstream sent an unusable event" if self._invalid is not None
+                        else "upstream timed out" if self.timed_out
                         else "the upstream connection broke before the response was complete"
                     )
                 else:
@@ -301,9 +353,13 @@ class Exchange:
                     self._finalize()
                     return
             if tail:
+                if not self._committed:
+                    self._commit()
                 if self.ttfb is None:
                     self.ttfb = self.reactor.seconds()
                 self.request.write(tail)
+            elif not self._committed:
+                self._commit()
             self.request.finish()
         self._finalize()
 

@@ -243,6 +243,59 @@ class _EventPump:
             self.exchange.request.finish()
 
 
+_BAD_SSE_LINE = b"data: <html><body>502 Bad Gateway</body></html>\n\n"
+
+
+def _with_bad_line(events: Iterator[Event], after: int = 2) -> Iterator[Event]:
+    """The stream, with a non-JSON ``data:`` line after ``after`` content events."""
+    seen = 0
+    for event in events:
+        yield event
+        if event.content:
+            seen += 1
+            if seen == after:
+                yield Event(_BAD_SSE_LINE)
+
+
+def _fault(
+    exchange: Exchange,
+    scenario: Scenario,
+    headers: dict[str, str],
+    body: Callable[[], Any],
+    stream: Optional[Callable[[], Iterator[Event]]],
+) -> bool:
+    """Answer with the scenario's broken 200; False when the fault is for the other mode."""
+    fault = scenario.fault
+    if fault == "html":
+        page = b"" if stream is not None else b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        exchange.start_headers(200, {**headers, "content-type": "text/html"})
+        exchange.request.setHeader("content-length", str(len(page)))
+        exchange.request.write(page)
+        exchange.request.finish()
+        return True
+    if fault == "bad_sse_line":
+        if stream is None:
+            return False
+        exchange.start_headers(200, {**_STREAM_HEADERS, **headers})
+        exchange.request.write(b"")
+        _EventPump(exchange, scenario, _with_bad_line(stream())).start()
+        return True
+    if stream is not None:
+        return False
+    data = json_body(body())
+    half = data[: len(data) // 2]
+    exchange.start_headers(200, {"content-type": "application/json", **headers})
+    if fault == "truncated_json":
+        exchange.request.setHeader("content-length", str(len(half)))
+        exchange.request.write(half)
+        exchange.request.finish()
+    else:  # short_body: promise the whole body, send half, close cleanly
+        exchange.request.setHeader("content-length", str(len(data)))
+        exchange.request.write(half)
+        cast(Any, exchange.request.channel.transport).loseConnection()
+    return True
+
+
 def serve(
     exchange: Exchange,
     scenario: Scenario,
@@ -262,6 +315,8 @@ def serve(
     headers = {**base_headers, **scenario.headers}
 
     def answer() -> None:
+        if scenario.fault is not None and _fault(exchange, scenario, headers, body, stream):
+            return
         if scenario.status != 200:
             payload = scenario.error_body
             if payload is None:

@@ -140,6 +140,10 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: object) 
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
+#: The broken answers a scenario can ask for (see :class:`Scenario`).
+FAULTS = ("truncated_json", "short_body", "html", "bad_sse_line")
+
+
 @attrs.frozen(kw_only=True)
 class Scenario:
     """
@@ -153,6 +157,14 @@ class Scenario:
     answer: after the headers and half the body).  ``mid_stream_error`` is
     the provider's inner error object, sent after the content instead of a
     normal end.  ``hang`` never answers until the client goes away.
+
+    ``fault`` makes a broken 200 of the kinds load balancers and flaky
+    providers send: ``"truncated_json"`` (half a JSON body, with a
+    Content-Length that matches what is sent), ``"short_body"`` (a
+    Content-Length for the whole body, half of it sent, then a clean close),
+    ``"html"`` (a ``text/html`` page; empty for a stream request), and
+    ``"bad_sse_line"`` (a non-JSON ``data:`` line after the second content
+    chunk of a stream).
     """
 
     status: int = 200
@@ -169,6 +181,7 @@ class Scenario:
     tool_calls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_tool_calls)
     mid_stream_error: Optional[dict[str, Any]] = None
     hang: bool = False
+    fault: Optional[str] = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(FAULTS)))
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> Scenario:

@@ -36,8 +36,6 @@ __all__ = ["count_tokens", "messages"]
 
 log = Logger()
 
-_SSE = b"text/event-stream"
-
 #: Failures meaning "the provider was never heard from": the cases where
 #: ``count_tokens`` is answered locally instead.
 _UNREACHABLE = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
@@ -85,6 +83,11 @@ def _prompt_messages(body: Mapping[str, Any]) -> list[Any]:
     return messages
 
 
+def message_or_error(body: dict[str, Any]) -> bool:
+    """An Anthropic ``message`` or error object."""
+    return body.get("type") in ("message", "error")
+
+
 def messages(call: Call) -> None:
     """``POST /v1/messages``: relayed, or re-routed to another Anthropic model."""
     body, _ = _native_request(call, need_max_tokens=True, route=True)
@@ -99,10 +102,9 @@ def messages(call: Call) -> None:
         facts = UsageFacts()
 
         def choose_handler(response: IResponse) -> BodyHandler:
-            ctype = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
-            if ctype.startswith(_SSE):
+            if stream:
                 return NativeStreamHandler(facts)
-            return JSONBodyHandler(facts)
+            return JSONBodyHandler(facts, message_or_error)
 
         return UpstreamCall(
             url=adapter.url(provider, "/v1/messages"),
