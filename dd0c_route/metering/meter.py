@@ -150,7 +150,7 @@ class Meter:
         # count by it.
         reported_prompt = None
         if need_completion and not need_prompt and info.messages is not None and facts.prompt_tokens is not None:
-            from .tokens import is_claude_model
+            from .model_names import is_claude_model
 
             if is_claude_model(info.model or ""):
                 reported_prompt = facts.prompt_tokens
@@ -316,7 +316,7 @@ def _count(
             # Text past the per-request limit was only measured: extrapolate.
             completion = (completion * scale[0] + scale[1] // 2) // scale[1]
         if completion and reported_prompt is not None and all_messages is not None:
-            from .tokens import ClaudeCalibration
+            from .calibration import ClaudeCalibration
 
             local_prompt = counter.count_prompt(model, list(all_messages))
             completion = ClaudeCalibration.from_prompt(local_prompt, reported_prompt).scale(completion)
