@@ -1,4 +1,4 @@
-# Tests: tests/test_tap.py, tests/test_live_openai.py
+# Tests: tests/test_twistd.py, tests/test_live_openai.py
 """
 The composition root: builds the whole proxy from config for ``twistd``.
 

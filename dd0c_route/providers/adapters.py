@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py
+# Tests: tests/test_live_openai.py, tests/test_live_anthropic.py
 """
 The provider kinds this proxy speaks: one adapter each.
 

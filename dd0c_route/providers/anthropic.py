@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py, tests/test_live_anthropic.py
+# Tests: tests/test_live_anthropic.py, tests/test_anthropic_errors.py
 """
 The Anthropic adapter: Claude models behind ``/v1/chat/completions``, and
 the native Messages API.

@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py
+# Tests: tests/test_live_openai.py, tests/test_live_anthropic.py
 """
 The provider adapter seam: what the proxy needs to reach one kind of
 upstream API.

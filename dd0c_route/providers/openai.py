@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py, tests/test_live_openai.py
+# Tests: tests/test_live_openai.py, tests/test_upstream_errors.py
 """
 The OpenAI adapter: OpenAI and every OpenAI-compatible upstream.
 

@@ -1,4 +1,4 @@
-# Tests: tests/test_routing_limits.py, tests/test_fallback.py
+# Tests: tests/test_routing_limits.py, tests/test_live_routing.py
 """
 Why routing refuses a request, in routing's own words.
 

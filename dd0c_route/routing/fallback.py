@@ -1,4 +1,4 @@
-# Tests: tests/test_fallback.py, tests/test_live_routing.py
+# Tests: tests/test_live_routing.py, tests/test_upstream_errors.py
 """
 The fallback chain: one request tried on each (model, provider) of a
 routing decision in turn, one :class:`~dd0c_route.relay.relay.Exchange` per

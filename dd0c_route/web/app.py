@@ -1,4 +1,4 @@
-# Tests: tests/test_live_openai.py, tests/test_provider_contract.py
+# Tests: tests/test_live_openai.py, tests/test_bad_input.py
 """
 Everything a request needs, built once by the tap: the :class:`ProxyApp`.
 
