@@ -17,10 +17,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..ledger.records import UsageRecord
 from ..redaction import redact_sensitive
+from .interfaces import IPriceTable, ITokenCounter
 from .usage import UsageFacts
 
 __all__ = ["Meter", "RequestInfo"]
@@ -79,10 +81,10 @@ class Meter:
     def __init__(
         self,
         subscriber: Optional[Callable[[UsageRecord], None]],
-        prices: Any,
+        prices: IPriceTable,
         run_in_thread: Callable[..., Deferred[Any]],
-        counter: Any = None,
-        clock: Any = None,
+        counter: Optional[ITokenCounter] = None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         self._subscribers: list[Callable[[UsageRecord], None]] = [] if subscriber is None else [subscriber]
         self._prices = prices
@@ -285,7 +287,7 @@ class _Job:
     args: tuple[Any, ...]
 
 
-def _count_many(counter: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
+def _count_many(counter: ITokenCounter, jobs: list[tuple[Any, ...]]) -> list[Any]:
     """Runs in a worker thread: each job's counts, or the error it raised."""
     results: list[Any] = []
     for args in jobs:
@@ -297,7 +299,7 @@ def _count_many(counter: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
 
 
 def _count(
-    counter: Any,
+    counter: ITokenCounter,
     model: str,
     messages: Optional[Sequence[Any]],
     delivered: Optional[str],
