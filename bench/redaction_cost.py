@@ -26,7 +26,7 @@ from typing import Any
 import pyperf
 from twisted.logger import LogLevel, textFileLogObserver
 
-from dd0c_route.redacting_log import RedactingObserver
+from dd0c_route.redacting_observer import RedactingObserver
 from dd0c_route.redaction import redact_sensitive
 
 __all__: list[str] = []

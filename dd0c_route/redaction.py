@@ -47,6 +47,8 @@ from twisted.python.reflect import safe_repr
 from .secret import Secret
 
 __all__ = [
+    "PROVIDER_KEY_PATTERN",
+    "PROXY_KEY_PATTERN",
     "REDACTED",
     "SENSITIVE_FIELD_NAMES",
     "is_sensitive_field",
@@ -88,6 +90,20 @@ _SENSITIVE_SUFFIXES: Final = ("_api_key", "_apikey", "_secret", "_password", "_t
 
 _KEY = r"[A-Za-z0-9_\-]"
 _WORD = r"[A-Za-z0-9_]"
+
+#: One provider key (``sk-``, ``sk-proj-``, ``sk-ant-api03-``...) in text: a
+#: word boundary before ``sk-`` and at least 20 key characters after it.  The
+#: look-behind comes after the literal so the regex engine can use its fast
+#: literal-prefix search.
+PROVIDER_KEY_PATTERN: Final = re.compile(rf"sk-(?<!{_WORD}sk-){_KEY}{{20,}}")
+
+#: One whole proxy key, as :mod:`dd0c_route.ledger.keys` issues them:
+#: ``dd0c-`` and 43 URL-safe base64 characters.
+PROXY_KEY_PATTERN: Final = re.compile(rf"dd0c-{_KEY}{{43}}")
+
+# A proxy key in text: 32 characters already redact a truncated one.
+_PROXY_KEY_IN_TEXT: Final = re.compile(rf"dd0c-(?<!{_WORD}dd0c-){_KEY}{{32,}}")
+
 _FIELD_NAMES = (
     r"api_key|apikey|access_token|refresh_token|id_token|client_secret"
     r"|password|secret|token"
@@ -167,21 +183,9 @@ _FAMILIES: Final = (
         _keep_group_1,
     ),
     # sk-, sk-proj-, sk-ant-api03-, sk-ant-admin01-, sk-svcacct-, ...
-    # The look-behind comes after the literal so the regex engine can use
-    # its fast literal-prefix search.
-    _Family(
-        ("sk-",),
-        False,
-        re.compile(rf"sk-(?<!{_WORD}sk-){_KEY}{{20,}}"),
-        _provider_key_hint,
-    ),
+    _Family(("sk-",), False, PROVIDER_KEY_PATTERN, _provider_key_hint),
     # Our own proxy keys (43 characters; 32 also catches a truncated one).
-    _Family(
-        ("dd0c-",),
-        False,
-        re.compile(rf"dd0c-(?<!{_WORD}dd0c-){_KEY}{{32,}}"),
-        lambda match: "dd0c-" + REDACTED,
-    ),
+    _Family(("dd0c-",), False, _PROXY_KEY_IN_TEXT, lambda match: "dd0c-" + REDACTED),
 )
 
 

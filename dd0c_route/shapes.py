@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py, tests/test_bad_input.py
+# Tests: tests/test_provider_contract.py, tests/test_upstream_answers.py
 """
 The providers' error shapes, built in one place.
 

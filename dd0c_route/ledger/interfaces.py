@@ -71,7 +71,7 @@ class IKeyStore(Interface):
     """
 
     def add_key(info: KeyInfo) -> None:
-        """Store a new key; raise L{KeyNameTaken} if an active key has its name."""
+        """Store a new key; raise :class:`KeyNameTaken` if an active key has its name."""
 
     def find_by_hash(key_hash: str) -> Optional[KeyInfo]:
         """The key with this hash, revoked or not, or None."""
@@ -104,4 +104,4 @@ class IThreadRunner(Interface):
         """Stop the worker thread(s) after the calls already queued."""
 
     def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Call C{f} in the worker; the Deferred fires on the reactor thread."""
+        """Call ``f`` in the worker; the Deferred fires on the reactor thread."""

@@ -53,12 +53,12 @@ def _usable(info: Optional[KeyInfo]) -> Optional[KeyInfo]:
 
 class KeyCache(Service):
     """
-    An in-memory front for an L{IKeyStore}; lookups answer "which active key
-    is this?" with a L{KeyInfo}, or None for "refuse".
+    An in-memory front for an :class:`IKeyStore`; lookups answer "which active key
+    is this?" with a :class:`KeyInfo`, or None for "refuse".
 
-    ``run_in_thread(f, *args)`` must run C{f} off the reactor thread and
+    ``run_in_thread(f, *args)`` must run ``f`` off the reactor thread and
     return a Deferred that fires on it (for example
-    C{partial(deferToThreadPool, reactor, reactor.getThreadPool())}).
+    ``partial(deferToThreadPool, reactor, reactor.getThreadPool())``).
     As a service it runs the background reload while started.
     """
 
@@ -97,7 +97,7 @@ class KeyCache(Service):
     def lookup_cached(self, presented_key: str) -> tuple[bool, Optional[KeyInfo]]:
         """
         ``(True, info)`` when the cache can answer now (info None: refuse);
-        ``(False, None)`` when the caller must wait for L{fetch}.
+        ``(False, None)`` when the caller must wait for :meth:`fetch`.
         """
         if len(presented_key) != _KEY_LENGTH or not PROXY_KEY_PATTERN.fullmatch(presented_key):
             return True, None
@@ -116,7 +116,7 @@ class KeyCache(Service):
         return False, None
 
     def lookup(self, presented_key: str) -> Union[Optional[KeyInfo], Deferred[Optional[KeyInfo]]]:
-        """The cached answer if there is one, else a Deferred from L{fetch}."""
+        """The cached answer if there is one, else a Deferred from :meth:`fetch`."""
         hit, info = self.lookup_cached(presented_key)
         if hit:
             return info
@@ -126,7 +126,7 @@ class KeyCache(Service):
         """
         Read the key from the store (off the reactor), cache and return it.
 
-        Fires with the active L{KeyInfo} or None; fails if the store fails.
+        Fires with the active :class:`KeyInfo` or None; fails if the store fails.
         """
         if len(presented_key) != _KEY_LENGTH or not PROXY_KEY_PATTERN.fullmatch(presented_key):
             return succeed(None)

@@ -25,9 +25,9 @@ __all__ = ["ThreadPoolRunner"]
 @implementer(IThreadRunner)
 class ThreadPoolRunner:
     """
-    An L{IThreadRunner} over a private C{ThreadPool(1, 1)}.
+    An :class:`IThreadRunner` over a private ``ThreadPool(1, 1)``.
 
-    Its results come back through C{reactor.callFromThread}, so callbacks run
+    Its results come back through ``reactor.callFromThread``, so callbacks run
     on the reactor thread.
     """
 
@@ -51,5 +51,5 @@ class ThreadPoolRunner:
             self._pool.stop()
 
     def run(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Call C{f(*args, **kwargs)} in the ledger thread."""
+        """Call ``f(*args, **kwargs)`` in the ledger thread."""
         return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)

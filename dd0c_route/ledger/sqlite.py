@@ -147,7 +147,7 @@ def _row_key(row: Sequence[Any]) -> KeyInfo:
 @implementer(IUsageStore, IKeyStore)
 class SQLiteLedger:
     """
-    L{IUsageStore} and L{IKeyStore} over one SQLite file (blocking).
+    :class:`IUsageStore` and :class:`IKeyStore` over one SQLite file (blocking).
 
     Opening creates or migrates the schema.  Use it from a worker thread in
     the server; the CLI uses it directly.  ``path`` may be ``":memory:"``.
@@ -215,7 +215,7 @@ class SQLiteLedger:
             self._transaction(step)
 
     def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run C{body} in one write transaction (caller holds no lock)."""
+        """Run ``body`` in one write transaction (caller holds no lock)."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -253,7 +253,7 @@ class SQLiteLedger:
     # -- IKeyStore -------------------------------------------------------
 
     def add_key(self, info: KeyInfo) -> None:
-        """Store a new key; L{KeyNameTaken} if an active key has its name."""
+        """Store a new key; :class:`KeyNameTaken` if an active key has its name."""
 
         def insert(conn: sqlite3.Connection) -> None:
             taken = conn.execute(
@@ -288,7 +288,7 @@ class SQLiteLedger:
         return [_row_key(row) for row in rows]
 
     def revoke(self, key_id_or_name: str, when: float) -> Optional[KeyInfo]:
-        """Revoke by id, else by name (see L{IKeyStore.revoke})."""
+        """Revoke by id, else by name (see :meth:`IKeyStore.revoke`)."""
 
         def update(conn: sqlite3.Connection) -> Optional[KeyInfo]:
             row = conn.execute(

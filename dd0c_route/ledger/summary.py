@@ -137,7 +137,7 @@ def summarize(
 ) -> list[UsageTotals]:
     """
     Totals per group (in order of first appearance), or one ``"total"`` row
-    when C{group} is None.
+    when ``group`` is None.
     """
     totals: dict[str, UsageTotals] = {}
     for record in records:

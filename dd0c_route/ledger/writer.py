@@ -2,7 +2,7 @@
 """
 The usage writer: records leave the reactor thread in batches.
 
-The relay finishes a request by calling L{UsageWriter.submit}, which only
+The relay finishes a request by calling :meth:`UsageWriter.submit`, which only
 appends to a deque.  A timer armed by the first submit (no timer runs while
 the queue is idle) hands the queue to one dedicated worker thread in
 batches, one batch at a time, so SQLite never runs on the reactor thread and
@@ -42,10 +42,10 @@ __all__ = ["UsageWriter"]
 
 class UsageWriter(Service):
     """
-    Batches usage records to an L{IUsageStore} through an L{IThreadRunner}.
+    Batches usage records to an :class:`IUsageStore` through an :class:`IThreadRunner`.
 
-    The writer owns the runner's lifetime: it starts it in C{startService}
-    and stops it after the last flush in C{stopService}.
+    The writer owns the runner's lifetime: it starts it in ``startService``
+    and stops it after the last flush in ``stopService``.
     """
 
     _log = Logger()

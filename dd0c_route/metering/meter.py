@@ -17,10 +17,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..ledger.records import UsageRecord
 from ..redaction import redact_sensitive
+from .interfaces import IPriceTable, ITokenCounter
 from .usage import UsageFacts
 
 __all__ = ["Meter", "RequestInfo"]
@@ -79,10 +81,10 @@ class Meter:
     def __init__(
         self,
         subscriber: Optional[Callable[[UsageRecord], None]],
-        prices: Any,
+        prices: IPriceTable,
         run_in_thread: Callable[..., Deferred[Any]],
-        counter: Any = None,
-        clock: Any = None,
+        counter: Optional[ITokenCounter] = None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         self._subscribers: list[Callable[[UsageRecord], None]] = [] if subscriber is None else [subscriber]
         self._prices = prices
@@ -150,7 +152,7 @@ class Meter:
         # count by it.
         reported_prompt = None
         if need_completion and not need_prompt and info.messages is not None and facts.prompt_tokens is not None:
-            from .tokens import is_claude_model
+            from .model_names import is_claude_model
 
             if is_claude_model(info.model or ""):
                 reported_prompt = facts.prompt_tokens
@@ -285,7 +287,7 @@ class _Job:
     args: tuple[Any, ...]
 
 
-def _count_many(counter: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
+def _count_many(counter: ITokenCounter, jobs: list[tuple[Any, ...]]) -> list[Any]:
     """Runs in a worker thread: each job's counts, or the error it raised."""
     results: list[Any] = []
     for args in jobs:
@@ -297,7 +299,7 @@ def _count_many(counter: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
 
 
 def _count(
-    counter: Any,
+    counter: ITokenCounter,
     model: str,
     messages: Optional[Sequence[Any]],
     delivered: Optional[str],
@@ -316,7 +318,7 @@ def _count(
             # Text past the per-request limit was only measured: extrapolate.
             completion = (completion * scale[0] + scale[1] // 2) // scale[1]
         if completion and reported_prompt is not None and all_messages is not None:
-            from .tokens import ClaudeCalibration
+            from .calibration import ClaudeCalibration
 
             local_prompt = counter.count_prompt(model, list(all_messages))
             completion = ClaudeCalibration.from_prompt(local_prompt, reported_prompt).scale(completion)

@@ -34,8 +34,10 @@ from itertools import chain
 from typing import Any, Mapping, Optional, Union
 
 import attrs
+from zope.interface import implementer
 
-from dd0c_route.metering.tokens import normalize_model
+from dd0c_route.metering.interfaces import IPriceTable
+from dd0c_route.metering.model_names import normalize_model
 
 __all__ = [
     "DEFAULT_TABLE_SHA256",
@@ -179,6 +181,7 @@ def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return types.MappingProxyType(dict(value))
 
 
+@implementer(IPriceTable)
 @attrs.frozen(eq=False)
 class PriceTable:
     """

@@ -10,6 +10,10 @@ honest, documented estimate where it is not (Anthropic), never a silent guess:
 an unknown model is counted with a stated fallback encoding, flagged and
 logged.
 
+This module frames the counts (chat messages, tool calls, content parts);
+:mod:`.tokenizers` chooses the tokenizer, :mod:`.calibration` corrects
+Claude estimates, :mod:`.preload` loads the tables at start.
+
 Every function here is pure and synchronous.  Counting 300 tokens costs
 microseconds (see ``bench/token_count.py``), so it can run on the reactor;
 the one slow step, parsing the vocabularies, happens once per process and
@@ -19,226 +23,19 @@ can be done at startup with ``vocab.preload()``.
 from __future__ import annotations
 
 import json
-import math
-import threading
-from fractions import Fraction
-from typing import Any, Iterable, Iterator, Optional, Protocol
+from typing import Any, Iterable, Iterator
 
-import anthropic_tokenizer
 import attrs
-import tiktoken
-from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
-from dd0c_route.metering import vocab
+from dd0c_route.metering.interfaces import ITokenCounter
+from dd0c_route.metering.tokenizers import CLAUDE_TOKENIZER_NAME, Tokenizer, tokenizer_for_model
 
 __all__ = [
-    "FALLBACK_ENCODING",
-    "ClaudeCalibration",
-    "EncodingChoice",
-    "ITokenCounter",
     "TokenCounter",
-    "Tokenizer",
-    "TokenizerChoice",
     "count_prompt_tokens",
     "count_text_tokens",
-    "encoding_for_model",
-    "is_claude_model",
-    "normalize_model",
-    "preload_for_kinds",
-    "tokenizer_for_model",
 ]
-
-_log = Logger()
-
-FALLBACK_ENCODING = "o200k_base"
-"""What unknown models are counted with: the newest OpenAI encoding."""
-
-_ENCODING_FAMILIES: tuple[tuple[str, str], ...] = (
-    ("gpt-4o", "o200k_base"),
-    ("chatgpt-4o", "o200k_base"),
-    ("gpt-4.1", "o200k_base"),
-    ("gpt-4.5", "o200k_base"),
-    ("gpt-5", "o200k_base"),
-    ("o1", "o200k_base"),
-    ("o3", "o200k_base"),
-    ("o4", "o200k_base"),
-    ("gpt-4", "cl100k_base"),
-    ("gpt-3.5", "cl100k_base"),
-    ("gpt-35", "cl100k_base"),
-    ("text-embedding-3", "cl100k_base"),
-    ("text-embedding-ada-002", "cl100k_base"),
-)
-_CLAUDE_FAMILY = "claude"
-_SEPARATORS = frozenset("-.:@_")
-
-_WARNED_LIMIT = 256
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-def normalize_model(model: str) -> str:
-    """
-    The bare model id that tables are keyed by.
-
-    Strips what routers and clouds add around an id so that one table serves
-    them all: case and whitespace, a provider prefix (``openai/gpt-4o``), a
-    Bedrock region/vendor prefix (``us.anthropic.claude-...``), a fine-tune
-    wrapper (``ft:gpt-4o-mini-2024-07-18:org::id``) and Vertex's ``@`` before
-    a date.  Dated and versioned suffixes are kept: tables decide whether a
-    suffix may resolve to a base entry.
-    """
-    name = model.strip().lower()
-    if name.startswith("ft:"):
-        name = name[3:].split(":", 1)[0]
-    name = name.rsplit("/", 1)[-1]
-    marker = "anthropic."
-    if marker in name:
-        name = name.split(marker, 1)[1]
-    return name.replace("@", "-")
-
-
-def _family_matches(name: str, prefix: str) -> bool:
-    if not name.startswith(prefix):
-        return False
-    return len(name) == len(prefix) or name[len(prefix)] in _SEPARATORS
-
-
-def _encoding_name_for(name: str) -> Optional[str]:
-    best: Optional[tuple[str, str]] = None
-    for prefix, encoding_name in _ENCODING_FAMILIES:
-        if _family_matches(name, prefix) and (best is None or len(prefix) > len(best[0])):
-            best = (prefix, encoding_name)
-    return None if best is None else best[1]
-
-
-def is_claude_model(model: str) -> bool:
-    """Whether ``model`` is an Anthropic Claude model (any naming scheme)."""
-    return _family_matches(normalize_model(model), _CLAUDE_FAMILY)
-
-
-def _warn_fallback(model: str) -> None:
-    with _warned_lock:
-        if model in _warned or len(_warned) > _WARNED_LIMIT:
-            return
-        _warned.add(model)
-        full = len(_warned) > _WARNED_LIMIT
-    _log.warn(
-        "No tokenizer is known for model {model!r}; local token counts for it are estimated with {encoding}",
-        model=model,
-        encoding=FALLBACK_ENCODING,
-    )
-    if full:
-        _log.warn(
-            "More than {limit} unknown models seen; further ones are counted with {encoding} without a warning each",
-            limit=_WARNED_LIMIT,
-            encoding=FALLBACK_ENCODING,
-        )
-
-
-@attrs.frozen
-class EncodingChoice:
-    """
-    The tiktoken encoding for a model, and whether it was a guess.
-
-    Unpacks like the tuple ``(encoding, fallback)``.
-    """
-
-    encoding: tiktoken.Encoding
-    fallback: bool
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.encoding, self.fallback))
-
-
-def encoding_for_model(model: str) -> EncodingChoice:
-    """
-    The tiktoken encoding OpenAI uses for ``model``.
-
-    Unknown models get ``FALLBACK_ENCODING`` with ``fallback=True`` and one
-    warning per model name.  Claude models are refused: tiktoken is not their
-    tokenizer, and ``tokenizer_for_model`` covers both providers.
-    """
-    name = normalize_model(model)
-    if _family_matches(name, _CLAUDE_FAMILY):
-        raise ValueError(
-            f"Claude models are not counted with a tiktoken encoding; use tokenizer_for_model: model={model!r}"
-        )
-    encoding_name = _encoding_name_for(name)
-    if encoding_name is None:
-        _warn_fallback(model)
-        return EncodingChoice(vocab.get_encoding(FALLBACK_ENCODING), True)
-    return EncodingChoice(vocab.get_encoding(encoding_name), False)
-
-
-class Tokenizer(Protocol):
-    """Anything that counts the tokens of a text: the one operation metering needs."""
-
-    @property
-    def name(self) -> str: ...
-
-    def count(self, text: str) -> int: ...
-
-
-def _without_surrogates(text: str) -> str:
-    # Lone surrogates (legal in JSON "\ud800") cannot be UTF-8 encoded; tiktoken
-    # replaces them with U+FFFD and so do we, for every tokenizer alike.
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
-@attrs.frozen
-class _TiktokenTokenizer:
-    encoding: tiktoken.Encoding
-
-    @property
-    def name(self) -> str:
-        return self.encoding.name
-
-    def count(self, text: str) -> int:
-        # encode_ordinary is encode(text, disallowed_special=()): "<|endoftext|>"
-        # in user text is just text, never an error.
-        return len(self.encoding.encode_ordinary(text)) if text else 0
-
-
-@attrs.frozen
-class _ClaudeTokenizer:
-    """
-    The local Claude BPE from ``anthropic_tokenizer`` (never its API client).
-
-    Anthropic has not published the tokenizer of Claude 3 and later; this one
-    is close but not exact, hence ``ClaudeCalibration``.
-    """
-
-    @property
-    def name(self) -> str:
-        return "claude"
-
-    def count(self, text: str) -> int:
-        if not text:
-            return 0
-        try:
-            return int(anthropic_tokenizer.count_tokens(text))
-        except UnicodeEncodeError:
-            return int(anthropic_tokenizer.count_tokens(_without_surrogates(text)))
-
-
-_CLAUDE = _ClaudeTokenizer()
-
-
-@attrs.frozen
-class TokenizerChoice:
-    """The tokenizer for a model, and whether it was a guess."""
-
-    tokenizer: Tokenizer
-    fallback: bool
-
-
-def tokenizer_for_model(model: str) -> TokenizerChoice:
-    """The tokenizer to count ``model``'s text with, for either provider."""
-    if is_claude_model(model):
-        return TokenizerChoice(_CLAUDE, False)
-    encoding, fallback = encoding_for_model(model)
-    return TokenizerChoice(_TiktokenTokenizer(encoding), fallback)
 
 
 def count_text_tokens(model: str, text: str) -> int:
@@ -377,19 +174,9 @@ def count_prompt_tokens(model: str, messages: list[dict[str, Any]]) -> int:
     passed validation and an exception would lose the whole record.
     """
     choice = tokenizer_for_model(model)
-    if choice.tokenizer.name == _CLAUDE.name:
+    if choice.tokenizer.name == CLAUDE_TOKENIZER_NAME:
         return _count_claude_prompt(choice.tokenizer, messages)
     return _count_openai_prompt(choice.tokenizer, messages)
-
-
-class ITokenCounter(Interface):
-    """The counting seam: providers and the meter count through this."""
-
-    def count_text(model: str, text: str) -> int:  # type: ignore[empty-body]
-        """Tokens of ``text`` for ``model`` without chat framing."""
-
-    def count_prompt(model: str, messages: list[dict[str, Any]]) -> int:  # type: ignore[empty-body]
-        """Prompt tokens of chat ``messages`` for ``model``."""
 
 
 @implementer(ITokenCounter)
@@ -404,95 +191,3 @@ class TokenCounter:
     def count_prompt(self, model: str, messages: list[dict[str, Any]]) -> int:
         """See ``count_prompt_tokens``."""
         return count_prompt_tokens(model, messages)
-
-
-_MIN_RATIO = Fraction(1, 2)
-_MAX_RATIO = Fraction(2)
-
-
-def _check_ratio(instance: Any, attribute: Any, value: Fraction) -> None:
-    if not _MIN_RATIO <= value <= _MAX_RATIO:
-        raise ValueError(f"A calibration ratio must lie between {_MIN_RATIO} and {_MAX_RATIO}: ratio={value}")
-
-
-@attrs.frozen
-class ClaudeCalibration:
-    """
-    How far our local Claude count is off, learnt from one request's prompt.
-
-    The local tokenizer predates Claude 3, and Anthropic adds framing we can
-    only estimate, so local counts drift from billed ones by model and by
-    language.  When a request's usage report gives input tokens but the
-    output was cut before its final usage, the prompt tells us the drift
-    for *this* model and *this* text: ``reported / local``.  We scale the
-    local count of the delivered output by it.
-
-    The ratio is clamped to [1/2, 2]: beyond that the two counts are not of
-    the same thing (a cache hit, tools we did not count, a wrong model), and
-    trusting them would let one odd report double or zero a bill.  It is a
-    ``Fraction`` so that scaling is exact and reproducible; it never touches
-    money directly.
-    """
-
-    ratio: Fraction = attrs.field(default=Fraction(1), validator=_check_ratio)
-
-    @classmethod
-    def from_prompt(cls, local_prompt_tokens: int, reported_input_tokens: Optional[int]) -> ClaudeCalibration:
-        """
-        The calibration for one request, or the identity when there is nothing
-        to learn from (no report, or an empty count on either side).
-
-        ``reported_input_tokens`` must cover the same text as the local count:
-        for Anthropic that is ``input_tokens + cache_read_input_tokens +
-        cache_creation_input_tokens``, since ``input_tokens`` alone excludes
-        cached parts of the prompt.
-        """
-        if reported_input_tokens is None or local_prompt_tokens <= 0 or reported_input_tokens <= 0:
-            return cls()
-        ratio = Fraction(reported_input_tokens, local_prompt_tokens)
-        return cls(min(max(ratio, _MIN_RATIO), _MAX_RATIO))
-
-    def scale(self, local_tokens: int) -> int:
-        """``local_tokens`` times the ratio, rounded half up (so 1 stays >= 1)."""
-        if local_tokens < 0:
-            raise ValueError(f"A token count cannot be negative: local_tokens={local_tokens}")
-        return math.floor(local_tokens * self.ratio + Fraction(1, 2))
-
-
-def preload_for_kinds(kinds: Iterable[str]) -> None:
-    """
-    Load, verify and warm the tokenizers the configured providers need.
-
-    Building a tokenizer holds the GIL for 100-300 ms (tiktoken builds its
-    BPE tables in one native call), so loading one lazily, in a worker
-    thread, on the first stream cut short would stall the reactor for that
-    long.  The tap calls this once at start, before the reactor serves; the
-    price is the tables' memory from the start (see docs/metering.md).
-    """
-    from .vocab import get_encoding
-
-    kinds = set(kinds)
-    if "openai" in kinds:
-        get_encoding("o200k_base")
-        get_encoding("cl100k_base")
-    if "anthropic" in kinds:
-        count_text_tokens("claude-sonnet-4-5", "warm up")
-    _return_freed_memory()
-
-
-def _return_freed_memory() -> None:
-    """
-    Building the tables frees tens of MB of temporaries that glibc keeps
-    mapped; hand them back to the system once (about 10 MiB of RSS).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)

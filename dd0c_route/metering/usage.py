@@ -1,4 +1,4 @@
-# Tests: tests/test_handlers.py
+# Tests: tests/test_meter.py, tests/test_relay.py
 """
 What is learned about a request's usage while it is relayed.
 

@@ -17,11 +17,11 @@ is masked in every other message.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping, Optional, Union
 
 import attrs
 
+from ..redaction import PROVIDER_KEY_PATTERN
 from .errors import CannotServe
 
 __all__ = [
@@ -33,7 +33,8 @@ __all__ = [
 
 UPSTREAM_AUTH_MESSAGE = "Invalid API key for the upstream provider"
 
-_KEYLIKE = re.compile(r"sk-ant-[A-Za-z0-9_\-]*|sk-[A-Za-z0-9_\-]{16,}")
+#: What a key is replaced with in a translated error message.
+_MASK = "[redacted]"
 
 
 @attrs.frozen(auto_exc=True)
@@ -113,7 +114,7 @@ _HEADERS = {
 
 
 def _scrub(message: str) -> str:
-    return _KEYLIKE.sub("[redacted]", message)
+    return PROVIDER_KEY_PATTERN.sub(_MASK, message)
 
 
 def _inner_error(error: Any) -> Mapping[str, Any]:

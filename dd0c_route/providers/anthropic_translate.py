@@ -1,5 +1,5 @@
-# Tests: tests/test_anthropic_request.py, test_anthropic_response.py,
-#        test_anthropic_stream.py, test_anthropic_errors.py
+# Tests: tests/test_anthropic_request.py, tests/test_anthropic_response.py,
+#        tests/test_anthropic_stream.py, tests/test_anthropic_errors.py
 """
 The pure translation layer between OpenAI chat completions and Anthropic's
 Messages API: no I/O, no reactor, so every rule is testable as a function.

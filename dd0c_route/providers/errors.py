@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py
+# Tests: tests/test_provider_contract.py, tests/test_upstream_errors.py
 """
 What a provider adapter reports when it cannot serve a request, and the one
 pass-through for provider errors.

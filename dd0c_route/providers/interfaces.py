@@ -16,9 +16,14 @@ module implementing :class:`IProvider` and one entry in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.web.http_headers import Headers
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from ..config import ProviderConfig
+    from ..relay.plan import UpstreamCall
 
 __all__ = ["IProvider"]
 
@@ -28,27 +33,32 @@ class IProvider(Interface):
 
     kind = Attribute("The config ``kind`` this adapter serves, e.g. ``'openai'``.")
 
-    def url(provider: Any, endpoint: str) -> str:
+    def url(provider: ProviderConfig, endpoint: str) -> str:
         """
         The upstream URL for a client endpoint path (``/v1/...``, with its
-        query string) on ``provider`` (a ProviderConfig).
+        query string) on ``provider``.
         """
 
-    def headers(provider: Any, client_headers: Any, native: bool) -> dict[bytes, list[bytes]]:
+    def headers(provider: ProviderConfig, client_headers: Headers, native: bool) -> dict[bytes, list[bytes]]:
         """
         Upstream request headers: ``provider``'s own key, never the
-        client's, plus the client headers (``client_headers``, a Headers)
-        the provider's API reads; ``native`` when the client speaks this
+        client's, plus the client headers the provider's API reads; ``native`` when the client speaks this
         provider's own API.
         """
 
     def chat_completion(
-        provider: Any, client_headers: Any, body: dict[str, Any], raw: bytes, model: str, stream: bool, created: int
-    ) -> Any:
+        provider: ProviderConfig,
+        client_headers: Headers,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        stream: bool,
+        created: int,
+    ) -> UpstreamCall:
         """
-        The UpstreamCall that serves an OpenAI chat completion (``body``,
+        The :class:`~dd0c_route.relay.plan.UpstreamCall` that serves an OpenAI chat completion (``body``,
         whose bytes are ``raw``) with ``model`` on ``provider``.  Raises
-        CannotServe for a request this provider cannot take.
+        :class:`~dd0c_route.providers.errors.CannotServe` for a request this provider cannot take.
         """
 
     def translate_error(status: int, body: bytes, headers: dict[bytes, list[bytes]]) -> tuple[int, bytes, dict[bytes, list[bytes]]]:

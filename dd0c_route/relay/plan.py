@@ -1,4 +1,4 @@
-# Tests: tests/test_provider_contract.py
+# Tests: tests/test_provider_contract.py, tests/test_fallback.py
 """
 One upstream request, as a provider adapter plans it and the relay sends it.
 """

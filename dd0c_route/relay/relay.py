@@ -26,15 +26,18 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Optional, cast
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
 
 from ..metering.usage import UsageFacts
+from .client import ClientRequest
 from .failures import ERROR, INTERNAL, INVALID, TIMEOUT, UNREACHABLE, InvalidAnswer, UpstreamFailure
 from .handlers import BodyHandler
 
@@ -127,12 +130,12 @@ class Exchange:
     def __init__(
         self,
         *,
-        request: Any,
-        reactor: Any,
+        request: ClientRequest,
+        reactor: IReactorTime,
         facts: UsageFacts,
         respond_error: Callable[[Any, UpstreamFailure], int],
         translate_error: Callable[[int, bytes, dict[bytes, list[bytes]]], tuple[int, bytes, dict[bytes, list[bytes]]]],
-        choose_handler: Callable[[Any], BodyHandler],
+        choose_handler: Callable[[IResponse], BodyHandler],
         finalize: Callable[[Exchange], None],
         first_byte_timeout: float,
         idle_timeout: float,
@@ -160,7 +163,7 @@ class Exchange:
         #: The response body broke off (upstream reset, idle timeout, a
         #: handler error): the client got part of a billable answer.
         self.upstream_failed = False
-        self._upstream_d: Any = None
+        self._upstream_d: Optional[Deferred[IResponse]] = None
         self._body_transport: Any = None
         self._handler: Optional[BodyHandler] = None
         self._upstream_headers: Any = None
@@ -174,7 +177,7 @@ class Exchange:
 
     # -- start ------------------------------------------------------------
 
-    def start(self, upstream_d: Any) -> None:
+    def start(self, upstream_d: Deferred[IResponse]) -> None:
         """Wait for the upstream response (call once)."""
         self._upstream_d = upstream_d
         self._timer = self.reactor.callLater(self._first_byte_timeout, self._first_byte_timed_out)
@@ -213,7 +216,7 @@ class Exchange:
         if self._body_transport is not None:
             self._body_transport.stopProducing()
 
-    def _got_response(self, response: Any) -> None:
+    def _got_response(self, response: IResponse) -> None:
         self._cancel_timer()
         self._upstream_d = None
         self.state = RELAYING

@@ -1,4 +1,4 @@
-# Tests: tests/test_upstream.py
+# Tests: tests/test_upstream_errors.py, tests/test_backpressure_live.py
 """
 The upstream HTTP client: one treq client around one pooled Agent.
 

@@ -13,7 +13,8 @@ the first success closes it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
 
 from ..config import CircuitBreakerConfig
 
@@ -32,7 +33,7 @@ class _State:
 class CircuitBreaker:
     """Per-provider failure counts and cool-downs."""
 
-    def __init__(self, clock: Any, config: CircuitBreakerConfig) -> None:
+    def __init__(self, clock: IReactorTime, config: CircuitBreakerConfig) -> None:
         self._clock = clock
         self._config = config
         self._states: dict[str, _State] = {}

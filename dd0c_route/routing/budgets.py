@@ -27,6 +27,8 @@ import time
 from decimal import Decimal
 from typing import Any, Iterable, Optional
 
+from twisted.internet.interfaces import IReactorTime
+
 from ..config import BudgetConfig
 from ..ledger.records import UsageRecord
 from .errors import BudgetExceeded, RateLimited, retry_seconds
@@ -113,7 +115,7 @@ class _Bucket:
 class Budgets:
     """In-memory spend and rate state for the configured budgets."""
 
-    def __init__(self, budgets: Iterable[BudgetConfig], clock: Any) -> None:
+    def __init__(self, budgets: Iterable[BudgetConfig], clock: IReactorTime) -> None:
         self._clock = clock
         self._by_scope = {b.scope: b for b in budgets}
         self._key_spend: dict[str, _Spend] = {}

@@ -32,6 +32,7 @@ from twisted.web.iweb import IRequest
 from ..config import ProviderConfig, TimeoutConfig
 from ..metering.meter import RequestInfo
 from ..providers.errors import CannotServe
+from ..relay.client import client_request
 from ..relay.failures import TIMEOUT, UNREACHABLE, UpstreamFailure
 from ..relay.plan import UpstreamCall
 from ..relay.relay import DONE, Exchange
@@ -210,7 +211,7 @@ class FallbackChain:
             return inner(status, body, headers)
 
         exchange = self.exchange = Exchange(
-            request=request,
+            request=client_request(request),
             reactor=self._reactor,
             facts=plan.facts,
             respond_error=self._attempt_error,

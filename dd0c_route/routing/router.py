@@ -22,7 +22,7 @@ Anthropic ``/v1/messages`` call) does not match, and the next rule is tried.
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import attrs
 
@@ -30,6 +30,9 @@ from ..config import ProviderConfig, RouteRule, RoutingConfig
 from .breaker import CircuitBreaker
 from .features import measure_request
 from .interfaces import Classification, IComplexityClassifier, RequestFeatures
+
+if TYPE_CHECKING:
+    from ..providers.registry import ProviderRegistry
 
 __all__ = ["Decision", "Router"]
 
@@ -79,7 +82,7 @@ class Router:
     def __init__(
         self,
         config: RoutingConfig,
-        registry: Any,
+        registry: ProviderRegistry,
         classifier: IComplexityClassifier,
         breaker: CircuitBreaker,
     ) -> None:

@@ -16,9 +16,10 @@ reads the month's records in a worker thread.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ..config import Config
@@ -28,6 +29,10 @@ from .budgets import Budgets, month_start
 from .classifier import HeuristicClassifier
 from .interfaces import IComplexityClassifier
 from .router import Router
+
+if TYPE_CHECKING:
+    from ..metering.interfaces import IPriceTable
+    from ..providers.registry import ProviderRegistry
 
 __all__ = ["Routing"]
 
@@ -40,10 +45,10 @@ class Routing:
     def __init__(
         self,
         config: Config,
-        registry: Any,
-        clock: Any,
+        registry: ProviderRegistry,
+        clock: IReactorTime,
         classifier: Optional[IComplexityClassifier] = None,
-        prices: Any = None,
+        prices: Optional[IPriceTable] = None,
     ) -> None:
         self.config = config.routing
         self.clock = clock

@@ -3,10 +3,10 @@
 In-memory doubles for the ledger seams, shipped so any module's tests can
 use them.
 
-L{InMemoryLedger} is a verified fake: it passes the same contract tests as
-L{dd0c_route.ledger.sqlite.SQLiteLedger}.  L{SynchronousRunner} runs
+:class:`InMemoryLedger` is a verified fake: it passes the same contract tests as
+:class:`~dd0c_route.ledger.sqlite.SQLiteLedger`.  :class:`SynchronousRunner` runs
 "threaded" calls at once on the calling thread, so ordering and retry logic
-can be proved with a C{Clock} and no real thread.
+can be proved with a ``Clock`` and no real thread.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class FlakyUsageStore:
 @implementer(IThreadRunner)
 class SynchronousRunner:
     """
-    An L{IThreadRunner} that calls at once and returns a fired Deferred.
+    An :class:`IThreadRunner` that calls at once and returns a fired Deferred.
     """
 
     def __init__(self) -> None:
@@ -141,7 +141,7 @@ class SynchronousRunner:
 @implementer(IThreadRunner)
 class DeferredRunner:
     """
-    An L{IThreadRunner} that holds each call until the test releases it.
+    An :class:`IThreadRunner` that holds each call until the test releases it.
 
     Lets a test observe the state "a write is in flight" and prove that no
     second write starts meanwhile.

@@ -24,6 +24,7 @@ from ..metering.tokens import count_prompt_tokens
 from ..metering.usage import UsageFacts
 from ..providers.anthropic_handlers import NativeStreamHandler
 from ..providers.errors import pass_anthropic_error
+from ..relay.client import client_request
 from ..relay.failures import UpstreamFailure
 from ..relay.handlers import BodyHandler, JSONBodyHandler
 from ..relay.plan import UpstreamCall
@@ -181,7 +182,7 @@ def count_tokens(call: Call) -> None:
     call.info.provider = provider.name
     timeouts = app.config.timeouts
     exchange = call.exchange = Exchange(
-        request=request,
+        request=client_request(request),
         reactor=reactor,
         facts=facts,
         respond_error=respond_error,

@@ -1,4 +1,4 @@
-# Tests: tests/test_site.py
+# Tests: tests/test_bad_input.py, tests/test_backpressure_live.py
 """
 The ``Site`` and ``Request`` the proxy serves with.
 
