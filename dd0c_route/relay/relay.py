@@ -24,12 +24,11 @@ own flag and is the only guard used.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
@@ -40,6 +39,7 @@ from ..metering.usage import UsageFacts
 from .client import ClientRequest
 from .failures import ERROR, INTERNAL, INVALID, TIMEOUT, UNREACHABLE, InvalidAnswer, UpstreamFailure
 from .handlers import BodyHandler
+from .readers import BodyReader, Discard, ErrorCollector
 
 __all__ = ["PASS_HEADERS", "Exchange"]
 
@@ -63,55 +63,7 @@ PASS_HEADERS = frozenset(
     }
 )
 
-#: Error bodies are read whole (they are small) but never beyond this.
-MAX_ERROR_BODY = 1024 * 1024
-
 WAITING, RELAYING, DONE = "waiting", "relaying", "done"
-
-
-class _BodyReader(Protocol):
-    """Hands the upstream body to its exchange."""
-
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-
-    def connectionMade(self) -> None:
-        self.exchange._body_started(self.transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.exchange._body_data(data)
-
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        self.exchange._body_done(reason)
-
-
-class _Discard(Protocol):
-    """Stops an unwanted body at once, so its connection is not leaked."""
-
-    def connectionMade(self) -> None:
-        cast(Any, self.transport).stopProducing()
-
-
-class _ErrorCollector(Protocol):
-    """Reads a (bounded) error body, then hands it over."""
-
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def connectionMade(self) -> None:
-        self.exchange._body_transport = self.transport
-
-    def dataReceived(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_ERROR_BODY:
-            cast(Any, self.transport).stopProducing()
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        self.exchange._error_body_done(b"".join(self.parts))
 
 
 class Exchange:
@@ -221,7 +173,7 @@ class Exchange:
         self._upstream_d = None
         self.state = RELAYING
         if self.client_gone:
-            response.deliverBody(_Discard())
+            response.deliverBody(Discard())
             return
         status = response.code
         headers = response.headers
@@ -231,20 +183,20 @@ class Exchange:
                 name: values for name, values in headers.getAllRawHeaders()
                 if name.lower() in PASS_HEADERS or name.lower() == b"content-type"
             }
-            response.deliverBody(_ErrorCollector(self))
+            response.deliverBody(ErrorCollector(self))
             return
         handler = self._handler = self._choose_handler(response)
         if handler.expects_sse and not (headers.getRawHeaders(b"content-type") or [b""])[0].startswith(b"text/event-stream"):
             # A load balancer's page, or a JSON answer to a stream request:
             # nothing the client's SDK could parse as the stream it asked for.
-            response.deliverBody(_Discard())
+            response.deliverBody(Discard())
             self.fail(UpstreamFailure(INVALID, "The upstream provider answered a stream request without an event stream"))
             return
         self.status = status
         self._upstream_headers = headers
         if not handler.buffered:
             self._commit()
-        response.deliverBody(_BodyReader(self))
+        response.deliverBody(BodyReader(self))
 
     def _commit(self) -> None:
         """Send the status and headers of a successful answer (once)."""
@@ -264,7 +216,7 @@ class Exchange:
         for name, value in self._extra_headers:
             out.setRawHeaders(name, [value])
 
-    def _body_started(self, transport: Any) -> None:
+    def body_started(self, transport: Any) -> None:
         self._body_transport = transport
         if self.client_gone:
             transport.stopProducing()
@@ -273,7 +225,7 @@ class Exchange:
         self._registered = True
         self._timer = self.reactor.callLater(self._idle_timeout, self._idle_timed_out)
 
-    def _body_data(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
         if self.client_gone or self._invalid is not None:
             # Nothing after an unusable event counts: not its text, not its usage.
             return
@@ -307,7 +259,7 @@ class Exchange:
             self._invalid = message
             self._body_transport.stopProducing()
 
-    def _body_done(self, reason: Failure) -> None:
+    def body_done(self, reason: Failure) -> None:
         self._cancel_timer()
         if self.state == DONE:
             return
@@ -366,7 +318,7 @@ class Exchange:
             self.request.finish()
         self._finalize()
 
-    def _error_body_done(self, body: bytes) -> None:
+    def error_body_done(self, body: bytes) -> None:
         if self.state == DONE:
             return
         if self.client_gone:
