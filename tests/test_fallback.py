@@ -23,7 +23,8 @@ from dd0c_route.config import CircuitBreakerConfig, ProviderConfig, TimeoutConfi
 from dd0c_route.metering.meter import RequestInfo
 from dd0c_route.metering.usage import UsageFacts
 from dd0c_route.providers.errors import CannotServe, pass_openai_error
-from dd0c_route.relay.handlers import JSONBodyHandler, OpenAIChatStreamHandler
+from dd0c_route.relay.chat_stream import OpenAIChatStreamHandler
+from dd0c_route.relay.handlers import JSONBodyHandler
 from dd0c_route.relay.plan import UpstreamCall
 from dd0c_route.routing.breaker import CircuitBreaker
 from dd0c_route.routing.errors import CircuitOpen

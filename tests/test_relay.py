@@ -18,8 +18,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from dd0c_route.metering.usage import UsageFacts
+from dd0c_route.relay.chat_stream import OpenAIChatStreamHandler
 from dd0c_route.relay.failures import UpstreamFailure
-from dd0c_route.relay.handlers import OpenAIChatStreamHandler
 from dd0c_route.relay.relay import Exchange
 from dd0c_route.web.errors import error_for, openai_error_body
 

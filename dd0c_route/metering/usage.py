@@ -10,9 +10,10 @@ only so that a stream cut short can be counted locally.  Both OpenAI
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Any, Iterator, Optional
 
-__all__ = ["DeliveredText", "UsageFacts"]
+__all__ = ["DeliveredText", "EscapedText", "UsageFacts"]
 
 #: Delivered text kept per request for a local count, in characters: more
 #: than any model's output limit (~1M characters is ~250k tokens), so in
@@ -48,6 +49,62 @@ class DeliveredText(list[str]):
         return self.chars + self.dropped, self.chars
 
 
+class EscapedText:
+    """
+    Delivered text kept as the JSON-escaped bytes the provider sent (the
+    inside of each ``"content": "..."`` string), decoded only when the meter
+    needs the text: a stream cut short, or one whose provider reported no
+    usage.  Iterating yields the pieces as :class:`DeliveredText` holds
+    them, each decoded on its own, so a count is the same either way.
+    Bounded like :class:`DeliveredText`, in bytes of the escaped form.
+    """
+
+    __slots__ = ("_pieces", "chars", "dropped")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self.chars = 0
+        self.dropped = 0
+
+    def extend_escaped(self, pieces: list[bytes]) -> None:
+        """Keep ``pieces`` (escaped JSON string contents), up to the limit."""
+        for piece in pieces:
+            size = len(piece)
+            if not size:
+                continue
+            if self.dropped or self.chars + size > DELIVERED_LIMIT:
+                self.dropped += size
+                continue
+            self.chars += size
+            self._pieces.append(piece)
+
+    def append(self, text: str) -> None:
+        """Keep a piece of text that arrived decoded."""
+        self.extend_escaped([json.dumps(text)[1:-1].encode("utf-8")])
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._pieces:
+            try:
+                yield json.loads(b'"' + piece + b'"')
+            except ValueError:
+                yield piece.decode("utf-8", "replace")
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, EscapedText, DeliveredText)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """(all bytes, kept bytes): the extrapolation ratio."""
+        return self.chars + self.dropped, self.chars
+
+
 class UsageFacts:
     """Mutable, per request; read once by the meter at finalization."""
 
@@ -69,7 +126,7 @@ class UsageFacts:
         self.completion_tokens: Optional[int] = None
         self.cached_tokens: Optional[int] = None
         self.cache_creation_tokens: Optional[int] = None
-        self.delivered = DeliveredText()
+        self.delivered: DeliveredText | EscapedText = DeliveredText()
         self.error_type: Optional[str] = None
         self.usage_seen = False
         #: OpenAI's prompt_tokens include cached tokens; Anthropic's

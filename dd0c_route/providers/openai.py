@@ -21,7 +21,8 @@ from zope.interface import implementer
 
 from ..config import ProviderConfig
 from ..metering.usage import UsageFacts
-from ..relay.handlers import BodyHandler, JSONBodyHandler, OpenAIChatStreamHandler, chat_completion_or_error
+from ..relay.chat_stream import OpenAIChatStreamHandler
+from ..relay.handlers import BodyHandler, JSONBodyHandler, chat_completion_or_error
 from ..relay.plan import UpstreamCall
 from .errors import pass_openai_error
 from .interfaces import IProvider

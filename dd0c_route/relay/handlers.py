@@ -23,9 +23,9 @@ __all__ = [
     "BodyHandler",
     "GenericStreamHandler",
     "JSONBodyHandler",
-    "OpenAIChatStreamHandler",
     "any_object",
     "chat_completion_or_error",
+    "stream_error_type",
 ]
 
 #: Non-stream bodies are teed up to this size to read their usage; larger
@@ -168,55 +168,7 @@ class GenericStreamHandler(BodyHandler):
         return True
 
 
-class OpenAIChatStreamHandler(GenericStreamHandler):
-    """
-    An OpenAI ``chat.completion.chunk`` stream.
-
-    The proxy asks for usage (``stream_options.include_usage``) on every
-    stream; when the client did not, the extra usage-only chunk is hidden
-    from it.  Delivered text (content and tool-call arguments) is kept so a
-    stream cut short can be billed for what the client received.
-    """
-
-    expects_sse = True
-
-    def __init__(self, facts: UsageFacts, client_wants_usage: bool) -> None:
-        super().__init__(facts)
-        self.client_wants_usage = client_wants_usage
-
-    def event(self, event: SSEEvent) -> Optional[bytes]:
-        data = event.data
-        if data == "[DONE]" or not data:
-            return event.raw
-        try:
-            chunk = json.loads(data)
-        except (ValueError, RecursionError):
-            chunk = None
-        if not isinstance(chunk, dict):
-            # Never forwarded: the SDK would raise on it, after a stream
-            # the record would call a success.
-            self.invalid = "an event that is not a JSON object"
-            return None
-        facts = self.facts
-        if facts.response_id is None:
-            facts.response_id = chunk.get("id")
-        usage = chunk.get("usage")
-        choices = chunk.get("choices")
-        if usage:
-            facts.take_usage(usage)
-            if not choices and not self.client_wants_usage:
-                return None
-        if choices:
-            facts.take_delivered_choices(choices)
-        elif "error" in chunk:
-            facts.error_type = _error_type(chunk["error"])
-        return event.raw
-
-    def failed(self, message: str) -> bytes:
-        return sse_error_frame(openai_error(message, "server_error", None, "upstream_error"))
-
-
-def _error_type(error: Any) -> Optional[str]:
+def stream_error_type(error: Any) -> Optional[str]:
     if isinstance(error, dict):
         value = error.get("type") or error.get("code")
         return str(value) if value is not None else None

@@ -1,0 +1,188 @@
+# Tests: tests/test_chat_stream.py, tests/test_relay.py, tests/test_disconnect.py
+"""
+The OpenAI ``chat.completion.chunk`` stream, relayed for the price of a
+byte scan.
+
+The proxy asks for usage (``stream_options.include_usage``) on every
+stream, and hides the extra usage-only chunk from a client that did not ask
+for it.  Everything else the meter needs is found without parsing each
+event: every TCP read is cut at its last event boundary, and the complete
+events are
+
+- checked in bulk (each must be one ``data: {...}`` line or ``data:
+  [DONE]``: a line that is not is never forwarded and ends the stream),
+- scanned with one regular expression for the JSON-escaped text they hand
+  the client (``content``, tool-call ``name`` and ``arguments``), kept as
+  bytes and decoded only when the meter needs them
+  (:class:`~dd0c_route.metering.usage.EscapedText`),
+- searched for a usage object or an error, and only the events that hold
+  one (usually the last) are parsed in full; the first event is parsed
+  once for the response id.
+
+The bytes forwarded are the provider's own.  A stream that uses CR line
+ends, multi-line events, names or comments takes the general path
+(:class:`~dd0c_route.relay.handlers.GenericStreamHandler`'s decoder) for
+those events, with the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+from ..metering.usage import EscapedText, UsageFacts
+from ..shapes import openai_error, sse_error_frame
+from .handlers import GenericStreamHandler, stream_error_type
+from .sse import SSEEvent
+
+__all__ = ["OpenAIChatStreamHandler"]
+
+#: The escaped JSON strings of delivered text: delta content, tool-call
+#: names and argument fragments.  Inside a JSON string every quote is
+#: escaped, so these keys match only as keys.
+_DELIVERED = re.compile(rb'"(?:content|name|arguments)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+#: A usage object (not ``"usage":null``) or an error member.
+_NEEDS_PARSE = re.compile(rb'"usage"\s*:\s*\{|"error"\s*:')
+
+_DONE = b"data: [DONE]"
+
+
+class OpenAIChatStreamHandler(GenericStreamHandler):
+    """See the module docstring."""
+
+    expects_sse = True
+
+    def __init__(self, facts: UsageFacts, client_wants_usage: bool) -> None:
+        super().__init__(facts)
+        self.client_wants_usage = client_wants_usage
+        self._escaped = EscapedText()
+        facts.delivered = self._escaped
+        self._tail = b""
+        #: CR line ends seen: the general decoder takes over for good.
+        self._general = False
+
+    def data(self, data: bytes) -> bytes:
+        if self.invalid is not None:
+            return b""
+        if self._general or b"\r" in data:
+            return self._general_data(data)
+        buffer = self._tail + data if self._tail else data
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._tail = buffer
+            return b""
+        complete = buffer[: end + 2]
+        self._tail = buffer[end + 2 :]
+        return self._block(complete)
+
+    def end(self) -> bytes:
+        if self._general:
+            return super().end()
+        tail, self._tail = self._tail, b""
+        if tail.strip():
+            return self._block(tail if tail.endswith(b"\n\n") else tail + b"\n\n")[: len(tail)]
+        return b""
+
+    def failed(self, message: str) -> bytes:
+        return sse_error_frame(openai_error(message, "server_error", None, "upstream_error"))
+
+    # -- the fast path ----------------------------------------------------
+
+    def _block(self, complete: bytes) -> bytes:
+        """Complete events (ending in a blank line): check, scan, forward."""
+        events = complete.split(b"\n\n")
+        events.pop()  # after the last boundary: empty
+        plain = True
+        for event in events:
+            if not ((event[:7] == b"data: {" and event[-1:] == b"}" and b"\n" not in event) or event == _DONE):
+                plain = False
+                break
+        facts = self.facts
+        if facts.response_id is None:
+            for event in events:
+                if event[:7] == b"data: {":
+                    self._take_id(event)
+                    break
+                if not event.startswith(b":"):
+                    break
+        if plain and _NEEDS_PARSE.search(complete) is None:
+            self._escaped.extend_escaped(_DELIVERED.findall(complete))
+            return complete
+        # Some event needs a closer look: one at a time, each forwarded as is
+        # unless it is hidden or ends the stream.
+        out = []
+        for event in events:
+            raw = event + b"\n\n"
+            if event[:7] == b"data: {" and event[-1:] == b"}" and b"\n" not in event:
+                if _NEEDS_PARSE.search(event) is None:
+                    self._escaped.extend_escaped(_DELIVERED.findall(event))
+                    out.append(raw)
+                    continue
+                kept = self._parsed(event[6:])
+            elif event == _DONE:
+                kept = raw
+            else:
+                kept = self._general_event(raw)
+            if self.invalid is not None:
+                break
+            if kept:
+                out.append(raw if kept is True else kept)
+        return b"".join(out)
+
+    def _take_id(self, event: bytes) -> None:
+        try:
+            chunk = json.loads(event[6:])
+        except (ValueError, RecursionError):
+            return
+        if isinstance(chunk, dict):
+            self.facts.response_id = chunk.get("id")
+
+    def _parsed(self, payload: bytes) -> Any:
+        """An event with usage or an error: parsed in full. True = forward as is."""
+        try:
+            chunk = json.loads(payload)
+        except (ValueError, RecursionError):
+            chunk = None
+        if not isinstance(chunk, dict):
+            self.invalid = "an event that is not a JSON object"
+            return None
+        facts = self.facts
+        if facts.response_id is None:
+            facts.response_id = chunk.get("id")
+        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        if usage:
+            facts.take_usage(usage)
+        if choices:
+            facts.take_delivered_choices(choices)
+        elif "error" in chunk:
+            facts.error_type = stream_error_type(chunk["error"])
+        if usage and not choices and not self.client_wants_usage:
+            return None
+        return True
+
+    # -- the general path ---------------------------------------------------
+
+    def _general_data(self, data: bytes) -> bytes:
+        if not self._general:
+            self._general = True
+            data, self._tail = self._tail + data, b""
+        return super().data(data)
+
+    def _general_event(self, raw: bytes) -> Optional[bytes]:
+        out = []
+        for event in self.decoder.feed(raw):
+            kept = self.event(event)
+            if kept:
+                out.append(kept)
+        return b"".join(out) or None
+
+    def event(self, event: SSEEvent) -> Optional[bytes]:
+        data = event.data
+        if data == "[DONE]" or not data:
+            return event.raw
+        kept = self._parsed(data.encode("utf-8"))
+        if kept is None:
+            return None
+        return event.raw
