@@ -90,6 +90,8 @@ class ProxyApp:
         self.meter = meter
         self.upstream = upstream
         self.active = 0
+        #: The ledger's backlog for /healthz (set by the tap).
+        self.ledger_health: Optional[Callable[[], dict[str, Any]]] = None
         self._models_body = self._build_models_body()
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": self._chat_completions,
@@ -753,17 +755,28 @@ class ApiResource(Resource):
             self._failed(Failure(), call)
 
     def _failed(self, failure: Failure, call: Call) -> None:
+        from ..ledger.interfaces import LedgerUnavailable
+
+        if failure.check(LedgerUnavailable):
+            log.warn("Key check failed: the ledger database is unreachable")
+            call.fail(ProxyError(
+                503,
+                "The proxy cannot check this API key right now: its key database is unreachable. Retry shortly.",
+                code="key_store_unavailable",
+            ))
+            return
         log.failure("error handling a request", failure)
         call.fail(ProxyError(500, "Internal proxy error", code="internal_error"))
 
     def _healthz(self, request: Any) -> bytes:
         app = self.app
-        body = json.dumps(
-            {
-                "status": "ok",
-                "active_requests": app.active,
-                "upstream_connections": app.upstream.counter.open,
-            }
-        ).encode()
+        status: dict[str, Any] = {
+            "status": "ok",
+            "active_requests": app.active,
+            "upstream_connections": app.upstream.counter.open,
+        }
+        if app.ledger_health is not None:
+            status["ledger"] = app.ledger_health()
+        body = json.dumps(status).encode()
         request.responseHeaders.setRawHeaders(b"content-type", _JSON)
         return body
