@@ -238,7 +238,7 @@ class UsageWriter(Service):
         waiters, self._waiters = self._waiters, []
         for _, d in waiters:
             d.errback(failure)
-        if self.running and self._queue:
+        if self.running and (self._queue or self.spooled):
             self._arm(delay)
 
     def _retry_delay(self) -> float:
