@@ -5,8 +5,19 @@
     dd0c-route [--config FILE] keys create --name NAME [--team TEAM]
     dd0c-route [--config FILE] keys list
     dd0c-route [--config FILE] keys revoke KEY_ID_OR_NAME
-    dd0c-route [--config FILE] usage [--json] [--since ISO]
+    dd0c-route [--config FILE] usage [--json] [--since ISO] [--group-by day|key|team|model[,...]] [--limit N]
     dd0c-route [--config FILE] check
+    dd0c-route [--config FILE] migrate
+    dd0c-route [--config FILE] migrate-ledger --from dd0c-route.sqlite3
+
+Every command works on either store: SQLite (``ledger.path``) or
+PostgreSQL (``ledger.url``), with the same output.  Opening the store
+migrates its schema unless ``ledger.auto_migrate = false``; then only
+``migrate`` does.  ``usage --group-by`` prints totals per group (from the
+daily rollup on PostgreSQL, so a month of millions of records answers at
+once); with ``--json`` one object per group per line.  ``migrate-ledger``
+copies a SQLite ledger's keys and records into the configured PostgreSQL
+(idempotent: run it again and nothing is copied twice).
 
 ``usage`` adds savings per key and per model when requests were routed
 (what the requested model would have cost minus what was paid) or matched
@@ -73,8 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     usage = commands.add_parser("usage", help="show usage records and totals")
     usage.add_argument("--json", action="store_true", help="one JSON object per record per line")
     usage.add_argument("--since", metavar="ISO", help="only records at or after this UTC time")
+    usage.add_argument(
+        "--group-by", metavar="GROUPS",
+        help="totals per day, key, team or model (one, or two comma-separated)",
+    )
+    usage.add_argument("--limit", type=int, metavar="N", help="with --group-by: at most N groups")
 
     commands.add_parser("check", help="validate the config and print OK")
+    commands.add_parser("migrate", help="bring the ledger's schema up to date")
+    copy = commands.add_parser("migrate-ledger", help="copy a SQLite ledger into the configured PostgreSQL")
+    copy.add_argument("--from", dest="source", required=True, metavar="SQLITE_FILE")
     return parser
 
 
@@ -116,8 +135,13 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str], now: Callable[[],
         print("OK")
         return EXIT_OK
 
-    store = _open_ledger(config.ledger.path)
+    if args.command == "migrate-ledger":
+        return _migrate_ledger(config, args, environ)
+    store = _open_ledger(config, environ, migrate=True if args.command == "migrate" else None)
     try:
+        if args.command == "migrate":
+            print(f"Ledger schema is at version {_schema_version(store)}.")
+            return EXIT_OK
         if args.command == "keys":
             ttl = getattr(config.ledger, "key_cache_ttl", 5.0)
             handler = {"create": _keys_create, "list": _keys_list, "revoke": _keys_revoke}
@@ -127,17 +151,52 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str], now: Callable[[],
         store.close()
 
 
-def _open_ledger(path: str) -> Any:
-    import sqlite3
-
-    from .ledger.sqlite import LedgerSchemaError, SQLiteLedger
+def _open_ledger(config: Any, environ: Mapping[str, str], migrate: Optional[bool] = None) -> Any:
+    from .config import ConfigError
+    from .ledger.opening import open_ledger
 
     try:
-        return SQLiteLedger(path)
-    except LedgerSchemaError as error:
-        raise _Fail(f"config key 'ledger.path': {error}") from None
+        return open_ledger(config.ledger, environ, migrate=migrate)
+    except ConfigError as error:
+        raise _Fail(str(error)) from None
+
+
+def _schema_version(store: Any) -> int:
+    return int(store.schema_version)
+
+
+def _migrate_ledger(config: Any, args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Copy keys and records from a SQLite file into the configured PostgreSQL."""
+    import sqlite3
+
+    from .ledger.opening import is_postgres
+    from .ledger.sqlite import SQLiteLedger
+
+    if not is_postgres(config.ledger):
+        raise _Fail("config key 'ledger.url': migrate-ledger copies into PostgreSQL; set ledger.url")
+    if not os.path.isfile(args.source):
+        raise _Fail(f"--from: no SQLite ledger at {args.source!r}")
+    try:
+        source = SQLiteLedger(args.source)
+    except Exception as error:  # LedgerSchemaError or sqlite3.Error
+        raise _Fail(f"--from: cannot open {args.source!r}: {error}") from None
+    target = _open_ledger(config, environ)
+    try:
+        keys = source.list_keys()
+        added = target.import_keys(keys)
+        records = source.read_records()
+        for start in range(0, len(records), 1000):
+            target.write_records(records[start:start + 1000])
     except sqlite3.Error as error:
-        raise _Fail(f"config key 'ledger.path': cannot open {path!r}: {error}") from None
+        raise _Fail(f"--from: cannot read {args.source!r}: {error}") from None
+    finally:
+        source.close()
+        target.close()
+    print(
+        f"Copied {len(keys)} keys ({added} new) and {len(records)} usage records from "
+        f"{args.source} (records already present were skipped)."
+    )
+    return EXIT_OK
 
 
 # -- keys ----------------------------------------------------------------
@@ -220,6 +279,12 @@ def _usage(store: Any, args: argparse.Namespace) -> int:
     from .ledger.records import record_to_json
 
     since = None if args.since is None else _parse_since(args.since)
+    if args.limit is not None and args.group_by is None:
+        raise _Fail("--limit: only with --group-by")
+    if args.limit is not None and args.limit < 1:
+        raise _Fail("--limit: must be at least 1")
+    if args.group_by is not None:
+        return _usage_groups(store, args, since)
     records = store.read_records(since)
     if args.json:
         for record in records:
@@ -247,6 +312,36 @@ def _usage(store: Any, args: argparse.Namespace) -> int:
         ],
     )
     _summaries(records)
+    return EXIT_OK
+
+
+def _usage_groups(store: Any, args: argparse.Namespace, since: Optional[float]) -> int:
+    from .ledger.groups import GROUP_FIELDS, group_records, parse_group_by
+
+    try:
+        group_by = parse_group_by(args.group_by)
+    except ValueError as error:
+        raise _Fail(f"--group-by: {error}") from None
+    if hasattr(store, "group_totals"):
+        totals = store.group_totals(since, group_by, args.limit)
+    else:
+        totals = group_records(store.read_records(since), group_by, args.limit)
+    if args.json:
+        for group in totals:
+            print(json.dumps(group.to_json(), separators=(",", ":")))
+        return EXIT_OK
+    if not totals:
+        print("No usage records.")
+        return EXIT_OK
+    _table(
+        [*(GROUP_FIELDS[g] for g in group_by), "requests", "prompt_tokens", "completion_tokens",
+         "cost_usd", "cost_requested_usd", "unpriced"],
+        [
+            [*t.values, str(t.requests), str(t.prompt_tokens), str(t.completion_tokens),
+             _money(t.cost_usd), _money(t.cost_requested_usd), str(t.unpriced)]
+            for t in totals
+        ],
+    )
     return EXIT_OK
 
 

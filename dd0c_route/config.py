@@ -100,6 +100,18 @@ class LedgerConfig:
     batch_size: int = 500
     flush_interval: float = 0.2
     key_cache_ttl: float = 5.0
+    #: PostgreSQL instead of SQLite: a postgresql:// URL or libpq string.
+    url: Optional[str] = attrs.field(default=None, repr=False)
+    #: The environment variable holding the PostgreSQL password (libpq's
+    #: PGPASSWORD and ~/.pgpass work too).
+    password_env: Optional[str] = None
+    connect_timeout: float = 10.0
+    auto_migrate: bool = True
+    pool_size: int = 4
+    #: Where records wait while PostgreSQL is unreachable (see ledger/spool.py).
+    spool_path: str = "dd0c-route-ledger.spool"
+    #: Records kept in memory while the store fails, before spooling.
+    max_queued: int = 10_000
 
 
 @attrs.frozen
@@ -287,10 +299,15 @@ def _parse_server(raw: Mapping[str, Any]) -> ServerConfig:
 
 def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
     table = _table(raw, "ledger")
-    _check_keys(table, "ledger", {"path", "batch_size", "flush_interval", "key_cache_ttl"})
+    _check_keys(
+        table, "ledger",
+        {"path", "batch_size", "flush_interval", "key_cache_ttl", "url", "password_env",
+         "connect_timeout", "auto_migrate", "pool_size", "spool_path", "max_queued"},
+    )
     path = _get(table, "ledger", "path", str, LedgerConfig().path)
     if not path:
         raise ConfigError("ledger.path", "must not be empty")
+    postgres = _parse_postgres(table)
     batch = _get(table, "ledger", "batch_size", int, LedgerConfig().batch_size)
     interval = _get(table, "ledger", "flush_interval", float, LedgerConfig().flush_interval)
     ttl = _get(table, "ledger", "key_cache_ttl", float, LedgerConfig().key_cache_ttl)
@@ -299,7 +316,39 @@ def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
     _positive("ledger.key_cache_ttl", ttl)
     if ttl > 5.0:
         raise ConfigError("ledger.key_cache_ttl", "must be at most 5 seconds (revoked keys must stop working within 5 s)")
-    return LedgerConfig(path=path, batch_size=batch, flush_interval=interval, key_cache_ttl=ttl)
+    return LedgerConfig(path=path, batch_size=batch, flush_interval=interval, key_cache_ttl=ttl, **postgres)
+
+
+def _parse_postgres(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The PostgreSQL keys of ``[ledger]`` (the URL is checked, never echoed)."""
+    defaults = LedgerConfig()
+    url = _get(table, "ledger", "url", str, None)
+    if url is not None:
+        if "path" in table:
+            raise ConfigError("ledger.url", "set either ledger.path (SQLite) or ledger.url (PostgreSQL), not both")
+        from .ledger.conninfo import check_conninfo
+
+        problem = check_conninfo(url)
+        if problem is not None:
+            raise ConfigError("ledger.url", problem)
+    password_env = _get(table, "ledger", "password_env", str, None)
+    if password_env is not None and not password_env:
+        raise ConfigError("ledger.password_env", "must name an environment variable")
+    timeout = _positive("ledger.connect_timeout", _get(table, "ledger", "connect_timeout", float, defaults.connect_timeout))
+    pool_size = _positive("ledger.pool_size", _get(table, "ledger", "pool_size", int, defaults.pool_size))
+    max_queued = _positive("ledger.max_queued", _get(table, "ledger", "max_queued", int, defaults.max_queued))
+    spool_path = _get(table, "ledger", "spool_path", str, defaults.spool_path)
+    if not spool_path:
+        raise ConfigError("ledger.spool_path", "must not be empty")
+    return {
+        "url": url,
+        "password_env": password_env,
+        "connect_timeout": timeout,
+        "auto_migrate": _get(table, "ledger", "auto_migrate", bool, defaults.auto_migrate),
+        "pool_size": pool_size,
+        "spool_path": spool_path,
+        "max_queued": max_queued,
+    }
 
 
 def _parse_timeouts(raw: Mapping[str, Any]) -> TimeoutConfig:

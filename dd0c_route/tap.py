@@ -143,8 +143,9 @@ def build_service(config: Config, reactor: Any) -> Built:
     Everything the proxy runs, as one service, with its parts.
     """
     from .ledger.keycache import KeyCache
+    from .ledger.opening import is_postgres, open_ledger
     from .ledger.runner import ThreadPoolRunner
-    from .ledger.sqlite import SQLiteLedger
+    from .ledger.spool import Spool
     from .ledger.writer import UsageWriter
     from .metering.meter import Meter
     from .metering.prices import PriceTable
@@ -162,16 +163,25 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .metering.preload import preload_for_kinds
 
     preload_for_kinds(provider.kind for provider in config.providers)
-    store = SQLiteLedger(config.ledger.path)
+    store = open_ledger(config.ledger, os.environ)
+    postgres = is_postgres(config.ledger)
     writer = UsageWriter(
         store, reactor, ThreadPoolRunner(reactor),
         batch_size=config.ledger.batch_size, flush_interval=config.ledger.flush_interval,
+        spool=Spool(config.ledger.spool_path) if postgres else None,
+        max_queued=config.ledger.max_queued,
     )
     writer.setServiceParent(root)
 
     work = ThreadPool(minthreads=1, maxthreads=1, name="dd0c-work")
     _ThreadPoolService(work).setServiceParent(root)
     run_in_thread = partial(deferToThreadPool, reactor, work)
+    key_reads = run_in_thread
+    if postgres:
+        # Key reads wait on the network: never behind token counting.
+        key_pool = ThreadPool(minthreads=1, maxthreads=max(1, config.ledger.pool_size - 1), name="dd0c-keys")
+        _ThreadPoolService(key_pool).setServiceParent(root)
+        key_reads = partial(deferToThreadPool, reactor, key_pool)
 
     prices = PriceTable.load_default().with_overrides(config.price_overrides)
     routing = Routing(config, ProviderRegistry(config), reactor)
@@ -183,7 +193,7 @@ def build_service(config: Config, reactor: Any) -> Built:
     _BudgetSeedService(routing, store, run_in_thread).setServiceParent(root)
     _MeterDrainService(meter).setServiceParent(root)
 
-    keys = KeyCache(store, reactor, run_in_thread, ttl=config.ledger.key_cache_ttl)
+    keys = KeyCache(store, reactor, key_reads, ttl=config.ledger.key_cache_ttl)
     keys.setServiceParent(root)
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
@@ -192,6 +202,7 @@ def build_service(config: Config, reactor: Any) -> Built:
         reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream, routing=routing,
         adapters=default_adapters(),
     )
+    app.ledger_health = writer.health
     site = ProxySite(ApiResource(app), config.server.max_body_bytes)
     # Stopped in reverse order: the port closes first, then the open
     # connections, then upstream, key cache, worker threads, and last the
@@ -215,12 +226,12 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         reactor = default_reactor
     try:
         config = load_config(options["config"], os.environ)
+        if options["listen"]:
+            config = attrs.evolve(config, server=attrs.evolve(config.server, listen=options["listen"]))
+        service = build_service(config, reactor).service
     except ConfigError as error:
         sys.stderr.write(f"dd0c-route: {error}\n")
         raise SystemExit(2) from None
-    if options["listen"]:
-        config = attrs.evolve(config, server=attrs.evolve(config.server, listen=options["listen"]))
-    service = build_service(config, reactor).service
     # Everything built so far (modules, config, tokenizer tables, price
     # table) lives as long as the process: keep it out of the cyclic GC's
     # full collections, which otherwise re-walk it every time (~5 ms).

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from dd0c_route.ledger.interfaces import KeyInfo
+from dd0c_route.ledger.interfaces import KeyInfo, LedgerUnavailable
 from dd0c_route.ledger.keycache import KeyCache
 from dd0c_route.ledger.keys import generate_key, hash_key, new_key_id
 from dd0c_route.testing.doubles import DeferredRunner, InMemoryLedger, SynchronousRunner
@@ -186,6 +186,24 @@ class KeyCacheTests(SynchronousTestCase):
         self.failureResultOf(first, OSError)
         self.failureResultOf(second, OSError)
         assert cache.lookup_cached(self.key) == (False, None)
+
+    def test_store_down_keeps_serving_known_keys(self) -> None:
+        """With the store down, a known key (even past its ttl) keeps its last state; an unknown one fails."""
+        store = self.store
+        revoked_key, _ = add_key(store, "gone")
+        store.revoke("gone", 1.0)
+        cache = self.make_cache(start=False, ttl=5.0)
+        self.successResultOf(cache.refresh())
+
+        def down(*args: Any) -> Any:
+            raise LedgerUnavailable("down (simulated)")
+
+        store.find_by_hash = down  # type: ignore[method-assign]
+        self.clock.advance(60)
+        assert cache.lookup_cached(self.key) == (False, None)
+        assert self.successResultOf(cache.fetch(self.key)) == self.info
+        assert self.successResultOf(cache.fetch(revoked_key)) is None
+        self.failureResultOf(cache.fetch(generate_key()), LedgerUnavailable)
 
     def test_reload_failure_is_logged_not_raised(self) -> None:
         """A failing reload is logged and the reload loop keeps running."""

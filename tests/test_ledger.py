@@ -33,6 +33,7 @@ from dd0c_route.ledger.interfaces import (
     KeyNameTaken,
 )
 from dd0c_route.ledger.keys import generate_key, hash_key, new_key_id
+from dd0c_route.ledger.postgres import PostgresLedger
 from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.runner import ThreadPoolRunner
 from dd0c_route.ledger.sqlite import (
@@ -49,6 +50,8 @@ from dd0c_route.testing.doubles import (
     InMemoryLedger,
     SynchronousRunner,
 )
+
+from .pg import create_database
 
 
 def make_record(n: int, **kw: Any) -> UsageRecord:
@@ -210,6 +213,15 @@ class SQLiteContractTests(LedgerContractMixin, SynchronousTestCase):
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory)
         store = SQLiteLedger(os.path.join(directory, "ledger.sqlite3"))
+        self.addCleanup(store.close)
+        return store
+
+
+class PostgresContractTests(LedgerContractMixin, SynchronousTestCase):
+    """The same contract, against PostgresLedger on a database of its own."""
+
+    def make_store(self) -> PostgresLedger:
+        store = PostgresLedger(create_database(self), pool_size=2)
         self.addCleanup(store.close)
         return store
 

@@ -17,7 +17,15 @@ from zope.interface import Interface
 
 from .records import UsageRecord
 
-__all__ = ["IKeyStore", "IThreadRunner", "IUsageStore", "KeyInfo", "KeyNameTaken"]
+__all__ = [
+    "IKeyStore",
+    "IThreadRunner",
+    "IUsageStore",
+    "KeyInfo",
+    "KeyNameTaken",
+    "LedgerSchemaError",
+    "LedgerUnavailable",
+]
 
 
 @attrs.frozen
@@ -44,6 +52,20 @@ class KeyNameTaken(ValueError):
 
     Names must be unique among active keys because operators revoke keys by
     name; a revoked key's name may be reused.
+    """
+
+
+class LedgerSchemaError(Exception):
+    """The database's schema is not the one this code writes (newer, or not migrated)."""
+
+
+class LedgerUnavailable(Exception):
+    """
+    The store cannot be reached now (a network store that is down or slow).
+
+    Callers treat it as temporary: the writer keeps or spools the records,
+    the key cache keeps serving the keys it knows, and an unknown key gets a
+    503 instead of a 401 because the store could not say whether it exists.
     """
 
 

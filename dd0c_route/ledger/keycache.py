@@ -5,9 +5,12 @@ Proxy-key checks without a database read per request.
 The cache keeps every stored key (active or revoked) by hash, reloaded in
 one ``list_keys`` query every ``ttl / 2`` seconds off the reactor thread.
 An entry is trusted only while the read that produced it started less than
-``ttl`` seconds ago, so a key revoked in SQLite (say by the CLI, another
-process) stops working within ``ttl`` even if the reload stalls: stale
-entries then become misses, and a miss reads the store.
+``ttl`` seconds ago, so a key revoked in the store (say by the CLI, or
+another instance on the same PostgreSQL) stops working within ``ttl`` even
+if the reload stalls: stale entries then become misses, and a miss reads
+the store.  If that read fails (the database is down), a key we knew keeps
+its last known state: the proxy keeps serving its known keys through an
+outage, and nobody can revoke a key meanwhile anyway.
 
 Keys nobody stored get a separate, small negative cache: an LRU of at most
 ``max_negative`` hashes, each trusted for ``negative_ttl`` seconds.  Known
@@ -149,8 +152,17 @@ class KeyCache(Service):
                 waiter.callback(answer)
             return answer
 
-        def failed(failure: Failure) -> Failure:
-            for waiter in self._fetching.pop(key_hash):
+        def failed(failure: Failure) -> Union[Optional[KeyInfo], Failure]:
+            waiters = self._fetching.pop(key_hash)
+            known = self._known.get(key_hash)
+            if known is not None:
+                # The store is down or failing: a key we knew keeps its
+                # last known state (revoking needs the store too).
+                answer = _usable(known[0])
+                for waiter in waiters:
+                    waiter.callback(answer)
+                return answer
+            for waiter in waiters:
                 waiter.errback(failure)
             return failure
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import attrs
 
-__all__ = ["UsageRecord", "record_to_json"]
+__all__ = ["UsageRecord", "record_from_json", "record_to_json"]
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +58,11 @@ class UsageRecord:
     #: have cost on the same token counts.
     shadow_model: Optional[str] = None
     cost_shadow_usd: Optional[Decimal] = None
+    price_source: Optional[str] = None
+    price_tier: Optional[str] = None
+
+
+_DECIMAL_FIELDS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 
 
 def _jsonable(value: Any) -> Any:
@@ -72,3 +77,18 @@ def record_to_json(record: UsageRecord) -> dict[str, Any]:
     float rounding ever touches money.
     """
     return {k: _jsonable(v) for k, v in attrs.asdict(record).items()}
+
+
+def record_from_json(data: dict[str, Any]) -> UsageRecord:
+    """
+    The inverse of L{record_to_json}: money strings become ``Decimal`` again.
+
+    Unknown keys are ignored, so a spool written by a newer version that
+    added a field can still be replayed.
+    """
+    names = {field.name for field in attrs.fields(UsageRecord)}
+    values = {k: v for k, v in data.items() if k in names}
+    for name in _DECIMAL_FIELDS & values.keys():
+        if values[name] is not None:
+            values[name] = Decimal(values[name])
+    return UsageRecord(**values)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 from zope.interface import implementer
 
-from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken
+from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
 from .records import UsageRecord
 
 __all__ = ["SCHEMA_VERSION", "LedgerSchemaError", "SQLiteLedger"]
@@ -71,6 +71,12 @@ _ROUTING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_shadow_usd", "TEXT"),
 )
 
+#: Columns added by migration 2 (where a price came from).
+_PRICE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("price_source", "TEXT"),
+    ("price_tier", "TEXT"),
+)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
@@ -90,9 +96,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _ROUTING_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _PRICE_COLUMNS),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -103,10 +110,6 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
 )
 _SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
 _KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at"
-
-
-class LedgerSchemaError(Exception):
-    """The database was written by a newer dd0c-route than this one."""
 
 
 def _record_row(record: UsageRecord) -> tuple[Any, ...]:

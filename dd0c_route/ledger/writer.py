@@ -19,6 +19,11 @@ On stop (twistd's graceful shutdown calls ``stopService``) every queued
 record is written before the worker thread is stopped.  If the store keeps
 failing until ``stop_timeout``, the unwritten records are logged as JSON in
 one critical event, so they can still be recovered from the log.
+
+With a L{Spool} (PostgreSQL, whose server can go away) nothing has to wait
+for the log: while the store fails, past ``max_queued`` records -- and at
+stop, whatever is left -- the queue is appended to the spool file, and
+every drain replays the spool into the store first (see ledger/spool.py).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from twisted.python.failure import Failure
 
 from .interfaces import IThreadRunner, IUsageStore
 from .records import UsageRecord, record_to_json
+from .spool import Spool
 
 __all__ = ["UsageWriter"]
 
@@ -61,6 +67,8 @@ class UsageWriter(Service):
         max_retry_interval: float = 5.0,
         warn_pending: int = 100_000,
         stop_timeout: float = 30.0,
+        spool: Optional[Spool] = None,
+        max_queued: int = 10_000,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size!r}")
@@ -75,6 +83,8 @@ class UsageWriter(Service):
         self._max_retry_interval = max_retry_interval
         self._warn_pending = warn_pending
         self._stop_timeout = stop_timeout
+        self._spool = spool
+        self._max_queued = max_queued
 
         self._queue: deque[UsageRecord] = deque()
         self._submitted = 0
@@ -161,14 +171,48 @@ class UsageWriter(Service):
         Deferred.fromCoroutine(self._drain()).addCallbacks(self._drained, self._drain_failed)
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch = list(islice(self._queue, self._batch_size))
-            await self._runner.run(self._store.write_records, batch)
-            for _ in batch:
-                self._queue.popleft()
-            self._written += len(batch)
-            self._failures = 0
-            self._fire_waiters()
+        try:
+            while True:
+                if self._spool is not None and self._spool.count:
+                    await self._runner.run(self._spool.replay, self._store, self._batch_size)
+                    self._failures = 0
+                if not self._queue:
+                    return
+                batch = list(islice(self._queue, self._batch_size))
+                await self._runner.run(self._store.write_records, batch)
+                self._commit(len(batch))
+                self._failures = 0
+        except Exception:
+            if self._spool is not None and self._queue and (
+                len(self._queue) > self._max_queued or self._stopping is not None
+            ):
+                records = list(self._queue)
+                await self._runner.run(self._spool.append, records)
+                self._commit(len(records))
+            raise
+
+    def _commit(self, count: int) -> None:
+        """The oldest C{count} queued records are durable (stored or spooled)."""
+        for _ in range(count):
+            self._queue.popleft()
+        self._written += count
+        self._fire_waiters()
+
+    @property
+    def spooled(self) -> int:
+        """Records waiting in the spool file."""
+        return 0 if self._spool is None else self._spool.count
+
+    @property
+    def failing(self) -> bool:
+        """True while the last write (or replay) failed."""
+        return self._failures > 0
+
+    def health(self) -> dict[str, Any]:
+        """The backlog, for ``/healthz``: queued, spooled, and store up/down."""
+        available = getattr(self._store, "available", True)
+        down = self.failing or available is False
+        return {"queued": self.pending, "spooled": self.spooled, "store": "down" if down else "up"}
 
     def _fire_waiters(self) -> None:
         ready = [d for target, d in self._waiters if target <= self._written]
@@ -194,7 +238,7 @@ class UsageWriter(Service):
         waiters, self._waiters = self._waiters, []
         for _, d in waiters:
             d.errback(failure)
-        if self.running and self._queue:
+        if self.running and (self._queue or self.spooled):
             self._arm(delay)
 
     def _retry_delay(self) -> float:
@@ -207,7 +251,7 @@ class UsageWriter(Service):
         """Start the worker thread and flush anything queued before start."""
         Service.startService(self)
         self._runner.start()
-        if self._queue:
+        if self._queue or self.spooled:
             self._arm(0)
 
     def stopService(self) -> Deferred[None]:

@@ -55,6 +55,8 @@ class ProxyApp:
         #: The provider kinds a chat completion can be served by.
         self.kinds = frozenset(self.adapters)
         self.active = 0
+        #: The ledger's backlog for /healthz (set by the tap).
+        self.ledger_health: Optional[Callable[[], dict[str, Any]]] = None
         self.models_body = chat.models_body(self)
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": chat.chat_completions,

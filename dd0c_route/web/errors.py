@@ -20,6 +20,7 @@ from typing import Optional
 
 import attrs
 
+from ..ledger.interfaces import LedgerUnavailable
 from ..providers.errors import CannotServe
 from ..redaction import redact_sensitive
 from ..relay.failures import TIMEOUT, UNREACHABLE, UpstreamFailure
@@ -96,4 +97,10 @@ def error_for(problem: BaseException | UpstreamFailure, model: str = "") -> Opti
         return ProxyError(problem.status, problem.message, param=problem.param, code=problem.code)
     if isinstance(problem, UnknownModel):
         return unknown_model(model)
+    if isinstance(problem, LedgerUnavailable):
+        return ProxyError(
+            503,
+            "The proxy cannot check this API key right now: its key database is unreachable. Retry shortly.",
+            code="key_store_unavailable",
+        )
     return None

@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ..ledger.interfaces import KeyInfo
+from ..ledger.interfaces import KeyInfo, LedgerUnavailable
 from .auth import presented_key
 from .call import Call
 from .errors import ProxyError
@@ -70,7 +70,7 @@ class ApiResource(Resource):
             else:
                 d = app.keys.fetch(key)
                 d.addCallback(lambda found: self._authorized(call, route, found))
-                d.addErrback(lambda failure: call.fail(failure.value, failure))
+                d.addErrback(self._key_check_failed, call)
         except Exception as error:
             call.fail(error, Failure())
         return NOT_DONE_YET
@@ -92,14 +92,20 @@ class ApiResource(Resource):
         except Exception as error:
             call.fail(error, Failure())
 
+    def _key_check_failed(self, failure: Failure, call: Call) -> None:
+        if failure.check(LedgerUnavailable):
+            log.warn("Key check failed: the ledger database is unreachable")
+        call.fail(failure.value, failure)
+
     def _healthz(self, request: IRequest) -> bytes:
         app = self.app
-        body = json.dumps(
-            {
-                "status": "ok",
-                "active_requests": app.active,
-                "upstream_connections": app.upstream.counter.open,
-            }
-        ).encode()
+        status: dict[str, Any] = {
+            "status": "ok",
+            "active_requests": app.active,
+            "upstream_connections": app.upstream.counter.open,
+        }
+        if app.ledger_health is not None:
+            status["ledger"] = app.ledger_health()
+        body = json.dumps(status).encode()
         request.responseHeaders.setRawHeaders(b"content-type", _JSON)
         return body
