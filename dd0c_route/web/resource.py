@@ -95,7 +95,8 @@ class ApiResource(Resource):
     def _key_check_failed(self, failure: Failure, call: Call) -> None:
         if failure.check(LedgerUnavailable):
             log.warn("Key check failed: the ledger database is unreachable")
-        call.fail(failure.value, failure)
+        problem = failure.value
+        call.fail(problem if problem is not None else Exception("key check failed"), failure)
 
     def _healthz(self, request: IRequest) -> bytes:
         app = self.app
