@@ -112,6 +112,10 @@ class LedgerConfig:
     spool_path: str = "dd0c-route-ledger.spool"
     #: Records kept in memory while the store fails, before spooling.
     max_queued: int = 10_000
+    #: Where finished records are journaled before the store has them: by
+    #: default beside the SQLite file (``<path>.journal``) or, for
+    #: PostgreSQL, beside the spool (``<spool_path>.journal``); "" = off.
+    journal_path: Optional[str] = None
 
 
 @attrs.frozen
@@ -302,7 +306,7 @@ def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
     _check_keys(
         table, "ledger",
         {"path", "batch_size", "flush_interval", "key_cache_ttl", "url", "password_env",
-         "connect_timeout", "auto_migrate", "pool_size", "spool_path", "max_queued"},
+         "connect_timeout", "auto_migrate", "pool_size", "spool_path", "max_queued", "journal_path"},
     )
     path = _get(table, "ledger", "path", str, LedgerConfig().path)
     if not path:
@@ -348,6 +352,7 @@ def _parse_postgres(table: Mapping[str, Any]) -> dict[str, Any]:
         "pool_size": pool_size,
         "spool_path": spool_path,
         "max_queued": max_queued,
+        "journal_path": _get(table, "ledger", "journal_path", str, None),
     }
 
 

@@ -170,6 +170,7 @@ def build_service(config: Config, reactor: Any) -> Built:
         batch_size=config.ledger.batch_size, flush_interval=config.ledger.flush_interval,
         spool=Spool(config.ledger.spool_path) if postgres else None,
         max_queued=config.ledger.max_queued,
+        journal=_journal(config, postgres, reactor),
     )
     writer.setServiceParent(root)
 
@@ -211,6 +212,16 @@ def build_service(config: Config, reactor: Any) -> Built:
     server = strports.service(config.server.listen, site, reactor=reactor)
     server.setServiceParent(root)
     return Built(root, site, app, server, writer, keys, store)
+
+
+def _journal(config: Config, postgres: bool, reactor: Any) -> Any:
+    """The ledger journal (ledger/journal.py), unless ``ledger.journal_path = ""``."""
+    from .ledger.journal import Journal
+
+    path = config.ledger.journal_path
+    if path is None:
+        path = (config.ledger.spool_path if postgres else config.ledger.path) + ".journal"
+    return Journal(path, reactor) if path else None
 
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
