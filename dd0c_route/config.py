@@ -1,4 +1,4 @@
-# Tests: tests/test_config.py
+# Tests: tests/test_config.py, tests/test_config_fuzz.py
 """
 The operator's configuration: a TOML file read once at start.
 
@@ -8,23 +8,69 @@ request.  With no file at all the proxy runs on embedded defaults: loopback
 port 8080, a SQLite ledger in the working directory and the two public
 providers, keyed from the usual environment variables.
 
+The schema is declared once, on the attrs fields below (type, default,
+checks, doc line); :func:`dd0c_route.schema.build` reads the file into them.
+What is written by hand here is only what relates several values: a
+provider's defaults from its name and the environment, models served by
+two providers, rules and aliases naming models no provider serves, and
+price overrides for models the price table does not know.
+
 Provider keys are held as :class:`~dd0c_route.secret.Secret` so that the
-config can be formatted (attrs reprs, tracebacks) without showing them.
+config can be formatted (attrs reprs, tracebacks) without showing them; a
+ledger URL's password is masked in the repr.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import tomllib
-from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, Optional
+from decimal import Decimal
+from typing import Any, Mapping, Optional, Union
 
 import attrs
 
+from .config_checks import (
+    at_most,
+    between,
+    each,
+    each_key,
+    each_value,
+    env_name,
+    is_glob,
+    ledger_url,
+    masked_url,
+    model_name,
+    non_negative,
+    not_blank,
+    one_of,
+    path_prefix,
+    plain_name,
+    positive,
+    price,
+    rule_name,
+    strports_description,
+    usd,
+    workers_count,
+)
+from .config_rules import (
+    DEFAULT_BASE_URLS,
+    DEFAULT_MODELS,
+    PROVIDER_KINDS,
+    check_clashes,
+    check_prices,
+    check_routing,
+    provider_defaults,
+)
+from .routing.interfaces import COMPLEXITY_CLASSES
+from .schema import ConfigError, Invalid, build, setting
 from .secret import Secret
 
 __all__ = [
+    "DEFAULT_BASE_URLS",
+    "DEFAULT_MODELS",
+    "KNOWN_MODELS",
+    "PASSTHROUGH_DEFAULT",
+    "PROVIDER_KINDS",
     "BudgetConfig",
     "CircuitBreakerConfig",
     "Config",
@@ -40,19 +86,6 @@ __all__ = [
     "parse_config",
 ]
 
-PROVIDER_KINDS = ("openai", "anthropic")
-
-#: Models each kind serves when a provider declares none: the public
-#: providers' families, as globs, so that an exact name declared by another
-#: provider (a second account, a local server) wins over them.
-DEFAULT_MODELS: Mapping[str, tuple[str, ...]] = {
-    "openai": (
-        "gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*",
-        "omni-moderation-*", "text-moderation-*", "davinci-*", "babbage-*",
-    ),
-    "anthropic": ("claude-*",),
-}
-
 #: What ``GET /v1/models`` lists for a provider that serves only globs.
 KNOWN_MODELS: Mapping[str, tuple[str, ...]] = {
     "openai": (
@@ -67,55 +100,81 @@ KNOWN_MODELS: Mapping[str, tuple[str, ...]] = {
     ),
 }
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-}
+PASSTHROUGH_DEFAULT: tuple[str, ...] = (
+    "/v1/embeddings", "/v1/completions", "/v1/moderations", "/v1/audio", "/v1/images",
+    "/v1/files", "/v1/batches", "/v1/uploads", "/v1/vector_stores", "/v1/responses",
+    "/v1/fine_tuning", "/v1/assistants", "/v1/threads", "/v1/conversations", "/v1/realtime",
+    "/v1/chat/completions", "/v1/evals", "/v1/containers",
+)
+"""The OpenAI API's documented endpoint prefixes: what ``[server] passthrough`` relays by default."""
 
-
-class ConfigError(Exception):
-    """
-    The configuration is wrong; the message names the key and the problem.
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"config key {key!r}: {problem}")
-        self.key = key
-        self.problem = problem
+ROUTING_MODES = ("off", "shadow", "enforce")
 
 
 @attrs.frozen
 class ServerConfig:
     """Where and how the proxy listens."""
 
-    listen: str = "tcp:8080:interface=127.0.0.1"
-    max_body_bytes: int = 10 * 1024 * 1024
+    listen: str = setting(
+        "tcp:8080:interface=127.0.0.1", check=(not_blank, strports_description),
+        doc="Twisted strports description of the listening socket.",
+    )
+    max_body_bytes: int = setting(
+        10 * 1024 * 1024, check=positive, doc="Largest request body accepted (413 above).",
+    )
+    passthrough: tuple[str, ...] = setting(
+        PASSTHROUGH_DEFAULT, check=each(path_prefix),
+        doc="Path prefixes of other /v1/ endpoints relayed as they are; each starts with /v1/.",
+    )
+    client_header_timeout: float = setting(
+        30.0, check=positive, doc="Seconds a client may take to send the request head.",
+    )
+    client_body_timeout: float = setting(
+        30.0, check=positive, doc="Seconds a client may take to send the request body.",
+    )
+    drain_seconds: float = setting(
+        30.0, check=non_negative, doc="On shutdown, seconds open requests get to finish.",
+    )
+    workers: Union[int, str] = setting(
+        1, check=workers_count, doc='Worker processes: a number (1 or more) or "auto" (one per core).',
+    )
 
 
 @attrs.frozen
 class LedgerConfig:
-    """Where usage records and proxy keys are kept."""
+    """
+    Where usage records and proxy keys are kept: a SQLite file (``path``,
+    the default) or PostgreSQL (``url``); a file may give one of them.
+    """
 
-    path: str = "dd0c-route.sqlite3"
-    batch_size: int = 500
-    flush_interval: float = 0.2
-    key_cache_ttl: float = 5.0
-    #: PostgreSQL instead of SQLite: a postgresql:// URL or libpq string.
-    url: Optional[str] = attrs.field(default=None, repr=False)
-    #: The environment variable holding the PostgreSQL password (libpq's
-    #: PGPASSWORD and ~/.pgpass work too).
-    password_env: Optional[str] = None
-    connect_timeout: float = 10.0
-    auto_migrate: bool = True
-    pool_size: int = 4
-    #: Where records wait while PostgreSQL is unreachable (see ledger/spool.py).
-    spool_path: str = "dd0c-route-ledger.spool"
-    #: Records kept in memory while the store fails, before spooling.
-    max_queued: int = 10_000
-    #: Where finished records are journaled before the store has them: by
-    #: default beside the SQLite file (``<path>.journal``) or, for
-    #: PostgreSQL, beside the spool (``<spool_path>.journal``); "" = off.
-    journal_path: Optional[str] = None
+    path: str = setting(
+        "dd0c-route.sqlite3", check=not_blank, doc="SQLite file (used when url is not set).",
+    )
+    batch_size: int = setting(500, check=positive, doc="Records written per batch at most.")
+    flush_interval: float = setting(0.2, check=positive, doc="Seconds between batch writes.")
+    key_cache_ttl: float = setting(
+        5.0, check=(positive, at_most(5.0, "revoked keys must stop working within 5 s")),
+        doc="Seconds a proxy key lookup is cached (at most 5).",
+    )
+    url: Optional[str] = setting(
+        None, check=ledger_url, repr=masked_url, secret=True,
+        doc="PostgreSQL: a postgresql:// URL or a libpq key=value string (instead of path).",
+    )
+    password_env: Optional[str] = setting(
+        None, check=env_name, doc="Environment variable holding the PostgreSQL password.",
+    )
+    connect_timeout: float = setting(10.0, check=positive, doc="Seconds to connect to PostgreSQL.")
+    auto_migrate: bool = setting(True, doc="Create and upgrade the PostgreSQL schema at start.")
+    pool_size: int = setting(4, check=between(1, 64), doc="PostgreSQL connections (1 to 64).")
+    spool_path: str = setting(
+        "dd0c-route-ledger.spool", check=not_blank,
+        doc="Where records wait while PostgreSQL is unreachable (see ledger/spool.py).",
+    )
+    max_queued: int = setting(10_000, check=positive, doc="Records kept in memory while the store fails, before spooling.")
+    journal_path: Optional[str] = setting(
+        None,
+        doc="Journal of finished records not yet stored: default beside the SQLite file or the spool; \"\" = off.",
+    )
 
 
 @attrs.frozen
@@ -125,35 +184,56 @@ class TimeoutConfig:
     stream by itself, so each phase has its own limit.
     """
 
-    connect: float = 10.0
-    first_byte: float = 600.0
-    idle: float = 300.0
+    connect: float = setting(10.0, check=positive, doc="Seconds to connect to a provider.")
+    first_byte: float = setting(600.0, check=positive, doc="Seconds until the provider's answer starts.")
+    idle: float = setting(300.0, check=positive, doc="Seconds a stream may stay silent.")
+
+
+def _http_url(url: str) -> None:
+    if not (url.startswith("http://") or url.startswith("https://")):
+        raise Invalid("must be an http:// or https:// URL")
 
 
 @attrs.frozen
 class ProviderConfig:
     """
     One upstream: its kind (the API it speaks), its address, its key and the
-    models it serves (exact names or ``fnmatch`` globs).
+    models it serves (exact names or ``fnmatch`` globs).  A provider named
+    ``openai`` or ``anthropic`` defaults its kind, URL (``*_BASE_URL``), key
+    (``*_API_KEY``) and models from that name.
     """
 
-    name: str
-    kind: str
-    base_url: str
-    api_key: Optional[Secret] = attrs.field(default=None, repr=False)
-    models: tuple[str, ...] = ()
-    anthropic_version: str = "2023-06-01"
+    name: str = setting(toml=False, doc="The table's key, [providers.NAME].")
+    kind: str = setting(check=one_of(*PROVIDER_KINDS), doc="API it speaks: openai or anthropic.")
+    base_url: str = setting(
+        converter=lambda url: url.rstrip("/") if isinstance(url, str) else url,
+        check=_http_url, doc="http:// or https:// base URL.",
+    )
+    api_key: Optional[Secret] = setting(
+        None, repr=False, secret=True, check=lambda key: not_blank(key.reveal()),
+        doc="The provider key, inline (prefer api_key_env).",
+    )
+    models: tuple[str, ...] = setting(
+        (), check=each(not_blank), doc="Model names or globs it serves (required unless named openai/anthropic).",
+    )
+    anthropic_version: str = setting("2023-06-01", doc="anthropic-version header sent upstream.")
+    api_key_env: Optional[str] = setting(
+        None, check=env_name, doc="Environment variable holding the key.",
+    )
 
     @property
     def exact_models(self) -> tuple[str, ...]:
-        return tuple(m for m in self.models if not _is_glob(m))
+        return tuple(m for m in self.models if not is_glob(m))
 
     @property
     def model_globs(self) -> tuple[str, ...]:
-        return tuple(m for m in self.models if _is_glob(m))
+        return tuple(m for m in self.models if is_glob(m))
 
 
-ROUTING_MODES = ("off", "shadow", "enforce")
+def _complexity(labels: tuple[str, ...]) -> None:
+    for label in labels:
+        if label not in COMPLEXITY_CLASSES:
+            raise Invalid(f"unknown class {label!r} (one of: {', '.join(COMPLEXITY_CLASSES)})")
 
 
 @attrs.frozen
@@ -166,16 +246,41 @@ class RuleMatch:
     estimate.
     """
 
-    models: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    teams: tuple[str, ...] = ()
-    complexity: tuple[str, ...] = ()
-    min_prompt_tokens: Optional[int] = None
-    max_prompt_tokens: Optional[int] = None
-    tools: Optional[bool] = None
-    images: Optional[bool] = None
-    json_mode: Optional[bool] = None
-    long_context: Optional[bool] = None
+    models: tuple[str, ...] = setting(
+        (), key="model", one_or_many=True, check=each(not_blank), doc="Requested model names or globs.",
+    )
+    keys: tuple[str, ...] = setting(
+        (), key="key", one_or_many=True, check=each(not_blank), doc="Proxy key names or ids.",
+    )
+    teams: tuple[str, ...] = setting(
+        (), key="team", one_or_many=True, check=each(not_blank), doc="Teams of the proxy key.",
+    )
+    complexity: tuple[str, ...] = setting(
+        (), one_or_many=True, check=_complexity, doc="Classes: " + ", ".join(COMPLEXITY_CLASSES) + ".",
+    )
+    min_prompt_tokens: Optional[int] = setting(None, check=non_negative, doc="Estimated prompt tokens, at least.")
+    max_prompt_tokens: Optional[int] = setting(None, check=non_negative, doc="Estimated prompt tokens, at most.")
+    tools: Optional[bool] = setting(None, doc="The request declares tools.")
+    images: Optional[bool] = setting(None, doc="The request holds images.")
+    json_mode: Optional[bool] = setting(None, doc="The request asks for JSON output.")
+    long_context: Optional[bool] = setting(None, doc="The prompt is over routing.long_context_tokens.")
+
+    def __attrs_post_init__(self) -> None:
+        low, high = self.min_prompt_tokens, self.max_prompt_tokens
+        if low is not None and high is not None and low > high:
+            raise Invalid("must not be greater than max_prompt_tokens", field="min_prompt_tokens")
+
+
+@attrs.frozen
+class RuleAction:
+    """What a rule does, as the file says it: ``{model = "..."}`` or ``{keep = true}``."""
+
+    model: Optional[str] = setting(None, check=model_name, doc="Serve with this model.")
+    keep: bool = setting(False, doc="Keep the requested model.")
+
+    def __attrs_post_init__(self) -> None:
+        if (self.model is not None) == self.keep:
+            raise Invalid('must be either {model = "..."} or {keep = true}')
 
 
 @attrs.frozen
@@ -186,34 +291,47 @@ class RouteRule:
     models to fall back to, in order.
     """
 
-    name: str
-    match: RuleMatch = RuleMatch()
-    model: Optional[str] = None
-    fallbacks: tuple[str, ...] = ()
+    name: str = setting(check=rule_name, doc="Shown in x-dd0c-route; unique.")
+    match: RuleMatch = setting(RuleMatch(), doc="Conditions, all of which must hold.")
+    model: Optional[str] = setting(
+        None, key="action", read_as=RuleAction, convert=lambda action: action.model, required=True,
+        doc='{model = "..."} or {keep = true}.',
+    )
+    fallbacks: tuple[str, ...] = setting((), check=each(model_name), doc="Models to fall back to, in order.")
 
 
 @attrs.frozen
 class CircuitBreakerConfig:
     """A provider failing ``failures`` times within ``window`` s is skipped for ``cooldown`` s."""
 
-    failures: int = 5
-    window: float = 30.0
-    cooldown: float = 30.0
+    failures: int = setting(5, check=positive, doc="Failures that open the breaker.")
+    window: float = setting(30.0, check=positive, doc="Seconds the failures are counted over.")
+    cooldown: float = setting(30.0, check=positive, doc="Seconds a provider is skipped.")
 
 
 @attrs.frozen
 class RoutingConfig:
     """
     The router: ``mode`` is ``off`` (no rule is evaluated), ``shadow`` (rules
-    are evaluated and recorded, never applied) or ``enforce``.
+    are evaluated and recorded, never applied) or ``enforce``.  Without a
+    ``[routing]`` table the mode is ``off``; a table without ``mode`` is
+    ``shadow`` (safe).
     """
 
-    mode: str = "off"
-    aliases: Mapping[str, str] = attrs.field(factory=dict)
-    rules: tuple[RouteRule, ...] = ()
-    long_context_tokens: int = 32000
-    fallback_after_send: bool = True
-    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    mode: str = setting("off", toml_default="shadow", check=one_of(*ROUTING_MODES), doc="off, shadow or enforce.")
+    aliases: Mapping[str, str] = setting(
+        factory=dict, check=(each_key(plain_name), each_value(model_name)),
+        doc="Model names that stand for another model (auto = \"gpt-4o\").",
+    )
+    rules: tuple[RouteRule, ...] = setting((), doc="[[routing.rules]], first match wins.")
+    long_context_tokens: int = setting(32000, check=positive, doc="Prompt tokens that make a long context.")
+    fallback_after_send: bool = setting(True, doc="Fall back after the request reached the provider.")
+    circuit_breaker: CircuitBreakerConfig = setting(CircuitBreakerConfig(), doc="Skips a failing provider.")
+
+
+def _budget_scope(scope: str) -> None:
+    if scope.startswith("team:") and not scope[5:]:
+        raise Invalid("team: must be followed by a team name")
 
 
 @attrs.frozen
@@ -223,25 +341,54 @@ class BudgetConfig:
     (each key on its own).  ``None`` means no limit.
     """
 
-    scope: str
-    daily_usd: Optional[Decimal] = None
-    monthly_usd: Optional[Decimal] = None
-    requests_per_minute: Optional[int] = None
-    tokens_per_minute: Optional[int] = None
+    scope: str = setting(toml=False, check=_budget_scope, doc="The table's key, [budgets.SCOPE].")
+    daily_usd: Optional[Decimal] = setting(None, check=usd, doc="USD per UTC day.")
+    monthly_usd: Optional[Decimal] = setting(None, check=usd, doc="USD per calendar month.")
+    requests_per_minute: Optional[int] = setting(None, check=positive, doc="Requests per minute.")
+    tokens_per_minute: Optional[int] = setting(None, check=positive, doc="Tokens per minute.")
+
+
+@attrs.frozen
+class PriceOverride:
+    """One ``[prices."MODEL"]`` table: USD per million tokens; omitted fields keep the table's price."""
+
+    input: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens.")
+    output: Optional[Decimal] = setting(None, check=price, doc="Completion tokens.")
+    cached_input: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens read from cache.")
+    cache_write: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens written to cache.")
+
+
+def _given_prices(overrides: Mapping[str, PriceOverride]) -> dict[str, dict[str, Decimal]]:
+    return {
+        model: {name: value for name, value in attrs.asdict(entry).items() if value is not None}
+        for model, entry in overrides.items()
+    }
+
+
+def _at_least_one(providers: tuple[ProviderConfig, ...]) -> None:
+    if not providers:
+        raise Invalid("must declare at least one provider")
 
 
 @attrs.frozen
 class Config:
     """The whole configuration, checked."""
 
-    server: ServerConfig = ServerConfig()
-    ledger: LedgerConfig = LedgerConfig()
-    timeouts: TimeoutConfig = TimeoutConfig()
-    providers: tuple[ProviderConfig, ...] = ()
-    price_overrides: Mapping[str, Mapping[str, Decimal]] = attrs.field(factory=dict)
-    source: Optional[str] = None
-    routing: RoutingConfig = RoutingConfig()
-    budgets: tuple[BudgetConfig, ...] = ()
+    server: ServerConfig = setting(ServerConfig(), doc="The listening side.")
+    ledger: LedgerConfig = setting(LedgerConfig(), doc="Usage records and keys.")
+    timeouts: TimeoutConfig = setting(TimeoutConfig(), doc="Upstream timeouts.")
+    providers: tuple[ProviderConfig, ...] = setting(
+        kw_only=True, keyed_by="name", toml_default={"openai": {}, "anthropic": {}},
+        check=_at_least_one,
+        doc="[providers.NAME] tables; without any, openai and anthropic from the environment.",
+    )
+    price_overrides: Mapping[str, Mapping[str, Decimal]] = setting(
+        factory=dict, key="prices", read_as=Mapping[str, PriceOverride], convert=_given_prices,
+        doc="[prices.\"MODEL\"] tables overriding the shipped price table.",
+    )
+    source: Optional[str] = setting(None, toml=False, doc="The file read, if any.")
+    routing: RoutingConfig = setting(RoutingConfig(), doc="The router.")
+    budgets: tuple[BudgetConfig, ...] = setting((), keyed_by="scope", doc="[budgets.SCOPE] limits.")
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -250,416 +397,6 @@ class Config:
         return None
 
 
-def _is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
-def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = raw.get(key.rsplit(".", 1)[-1], {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a table, not {type(value).__name__}")
-    return value
-
-
-def _check_keys(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    for name in table:
-        if name not in allowed:
-            raise ConfigError(
-                f"{prefix}.{name}" if prefix else name,
-                "unknown key (allowed: " + ", ".join(sorted(allowed)) + ")",
-            )
-
-
-def _get(table: Mapping[str, Any], prefix: str, name: str, kind: type, default: Any) -> Any:
-    if name not in table:
-        return default
-    value = table[name]
-    key = f"{prefix}.{name}"
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is int and isinstance(value, bool):
-        raise ConfigError(key, "must be an integer, not a boolean")
-    if not isinstance(value, kind):
-        raise ConfigError(key, f"must be a {kind.__name__}, not {type(value).__name__}")
-    return value
-
-
-def _positive(key: str, value: float) -> float:
-    if value <= 0:
-        raise ConfigError(key, f"must be greater than 0 (got {value})")
-    return value
-
-
-def _parse_server(raw: Mapping[str, Any]) -> ServerConfig:
-    table = _table(raw, "server")
-    _check_keys(table, "server", {"listen", "max_body_bytes"})
-    listen = _get(table, "server", "listen", str, ServerConfig().listen)
-    if not listen.strip():
-        raise ConfigError("server.listen", "must be a Twisted strports description")
-    max_body = _get(table, "server", "max_body_bytes", int, ServerConfig().max_body_bytes)
-    _positive("server.max_body_bytes", max_body)
-    return ServerConfig(listen=listen, max_body_bytes=max_body)
-
-
-def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
-    table = _table(raw, "ledger")
-    _check_keys(
-        table, "ledger",
-        {"path", "batch_size", "flush_interval", "key_cache_ttl", "url", "password_env",
-         "connect_timeout", "auto_migrate", "pool_size", "spool_path", "max_queued", "journal_path"},
-    )
-    path = _get(table, "ledger", "path", str, LedgerConfig().path)
-    if not path:
-        raise ConfigError("ledger.path", "must not be empty")
-    postgres = _parse_postgres(table)
-    batch = _get(table, "ledger", "batch_size", int, LedgerConfig().batch_size)
-    interval = _get(table, "ledger", "flush_interval", float, LedgerConfig().flush_interval)
-    ttl = _get(table, "ledger", "key_cache_ttl", float, LedgerConfig().key_cache_ttl)
-    _positive("ledger.batch_size", batch)
-    _positive("ledger.flush_interval", interval)
-    _positive("ledger.key_cache_ttl", ttl)
-    if ttl > 5.0:
-        raise ConfigError("ledger.key_cache_ttl", "must be at most 5 seconds (revoked keys must stop working within 5 s)")
-    return LedgerConfig(path=path, batch_size=batch, flush_interval=interval, key_cache_ttl=ttl, **postgres)
-
-
-def _parse_postgres(table: Mapping[str, Any]) -> dict[str, Any]:
-    """The PostgreSQL keys of ``[ledger]`` (the URL is checked, never echoed)."""
-    defaults = LedgerConfig()
-    url = _get(table, "ledger", "url", str, None)
-    if url is not None:
-        if "path" in table:
-            raise ConfigError("ledger.url", "set either ledger.path (SQLite) or ledger.url (PostgreSQL), not both")
-        from .ledger.conninfo import check_conninfo
-
-        problem = check_conninfo(url)
-        if problem is not None:
-            raise ConfigError("ledger.url", problem)
-    password_env = _get(table, "ledger", "password_env", str, None)
-    if password_env is not None and not password_env:
-        raise ConfigError("ledger.password_env", "must name an environment variable")
-    timeout = _positive("ledger.connect_timeout", _get(table, "ledger", "connect_timeout", float, defaults.connect_timeout))
-    pool_size = _positive("ledger.pool_size", _get(table, "ledger", "pool_size", int, defaults.pool_size))
-    max_queued = _positive("ledger.max_queued", _get(table, "ledger", "max_queued", int, defaults.max_queued))
-    spool_path = _get(table, "ledger", "spool_path", str, defaults.spool_path)
-    if not spool_path:
-        raise ConfigError("ledger.spool_path", "must not be empty")
-    return {
-        "url": url,
-        "password_env": password_env,
-        "connect_timeout": timeout,
-        "auto_migrate": _get(table, "ledger", "auto_migrate", bool, defaults.auto_migrate),
-        "pool_size": pool_size,
-        "spool_path": spool_path,
-        "max_queued": max_queued,
-        "journal_path": _get(table, "ledger", "journal_path", str, None),
-    }
-
-
-def _parse_timeouts(raw: Mapping[str, Any]) -> TimeoutConfig:
-    table = _table(raw, "timeouts")
-    _check_keys(table, "timeouts", {"connect", "first_byte", "idle"})
-    values = {}
-    for name in ("connect", "first_byte", "idle"):
-        value = _get(table, "timeouts", name, float, getattr(TimeoutConfig(), name))
-        values[name] = _positive(f"timeouts.{name}", value)
-    return TimeoutConfig(**values)
-
-
-def _provider_key(
-    table: Mapping[str, Any], prefix: str, environ: Mapping[str, str], default_env: Optional[str]
-) -> Optional[Secret]:
-    if "api_key" in table and "api_key_env" in table:
-        raise ConfigError(f"{prefix}.api_key", "set either api_key or api_key_env, not both")
-    if "api_key" in table:
-        value = table["api_key"]
-        if not isinstance(value, str) or not value:
-            # Never echo the value: it may be a key.
-            raise ConfigError(f"{prefix}.api_key", "must be a non-empty string")
-        return Secret(value)
-    env_name = _get(table, prefix, "api_key_env", str, default_env)
-    if env_name is None:
-        return None
-    if "api_key_env" in table and not env_name:
-        raise ConfigError(f"{prefix}.api_key_env", "must name an environment variable")
-    value = environ.get(env_name, "")
-    return Secret(value) if value else None
-
-
-def _check_url(key: str, url: str) -> str:
-    if not (url.startswith("http://") or url.startswith("https://")):
-        raise ConfigError(key, "must be an http:// or https:// URL")
-    return url.rstrip("/")
-
-
-def _parse_provider(
-    name: str, table: Any, environ: Mapping[str, str]
-) -> ProviderConfig:
-    prefix = f"providers.{name}"
-    if not isinstance(table, Mapping):
-        raise ConfigError(prefix, "must be a table")
-    _check_keys(
-        table, prefix,
-        {"kind", "base_url", "api_key", "api_key_env", "models", "anthropic_version"},
-    )
-    default_kind = name if name in PROVIDER_KINDS else None
-    kind = _get(table, prefix, "kind", str, default_kind)
-    if kind is None:
-        raise ConfigError(f"{prefix}.kind", "is required for a provider not named openai or anthropic (one of: openai, anthropic)")
-    if kind not in PROVIDER_KINDS:
-        raise ConfigError(f"{prefix}.kind", f"must be one of: {', '.join(PROVIDER_KINDS)}")
-    env_prefix = name.upper() if name in PROVIDER_KINDS else None
-    default_url = None
-    if env_prefix is not None:
-        default_url = environ.get(f"{env_prefix}_BASE_URL") or DEFAULT_BASE_URLS[kind]
-    base_url = _get(table, prefix, "base_url", str, default_url)
-    if base_url is None:
-        raise ConfigError(f"{prefix}.base_url", "is required")
-    base_url = _check_url(f"{prefix}.base_url", base_url)
-    api_key = _provider_key(
-        table, prefix, environ, f"{env_prefix}_API_KEY" if env_prefix else None
-    )
-    models_raw = table.get("models", None)
-    if models_raw is None:
-        if name not in PROVIDER_KINDS:
-            raise ConfigError(f"{prefix}.models", "must list the models this provider serves")
-        models = DEFAULT_MODELS[kind]
-    else:
-        if not isinstance(models_raw, list) or not all(
-            isinstance(m, str) and m for m in models_raw
-        ):
-            raise ConfigError(f"{prefix}.models", "must be a list of model names or globs")
-        models = tuple(models_raw)
-    version = _get(table, prefix, "anthropic_version", str, "2023-06-01")
-    return ProviderConfig(
-        name=name, kind=kind, base_url=base_url, api_key=api_key,
-        models=models, anthropic_version=version,
-    )
-
-
-def _check_clashes(providers: tuple[ProviderConfig, ...]) -> None:
-    """
-    The same name or glob declared by two providers is a clash.  Exact names
-    win over globs, and a longer glob over a shorter one (see
-    :mod:`dd0c_route.providers.registry`), so every model maps to one
-    provider.
-    """
-    owner: dict[str, str] = {}
-    for provider in providers:
-        for model in provider.models:
-            other = owner.get(model)
-            if other is not None and other != provider.name:
-                raise ConfigError(
-                    f"providers.{provider.name}.models",
-                    f"model {model!r} is already served by provider {other!r}; "
-                    "a model name must map to exactly one provider",
-                )
-            owner[model] = provider.name
-
-
-def _parse_prices(raw: Mapping[str, Any]) -> dict[str, dict[str, Decimal]]:
-    table = _table(raw, "prices")
-    fields = {"input", "output", "cached_input", "cache_write"}
-    out: dict[str, dict[str, Decimal]] = {}
-    for model, entry in table.items():
-        prefix = f"prices.{model}"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(prefix, "must be a table of prices per million tokens")
-        _check_keys(entry, prefix, fields)
-        prices = {}
-        for field, value in entry.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ConfigError(f"{prefix}.{field}", "must be a number (USD per million tokens)")
-            try:
-                amount = Decimal(str(value))
-            except InvalidOperation:
-                raise ConfigError(f"{prefix}.{field}", "must be a number (USD per million tokens)") from None
-            if amount < 0 or not amount.is_finite():
-                raise ConfigError(f"{prefix}.{field}", "must be a finite, non-negative number")
-            prices[field] = amount
-        out[model] = prices
-    return out
-
-
-def _served(providers: tuple[ProviderConfig, ...], model: str) -> bool:
-    for provider in providers:
-        if model in provider.exact_models:
-            return True
-        if any(fnmatch.fnmatchcase(model, glob) for glob in provider.model_globs):
-            return True
-    return False
-
-
-def _model_name(providers: tuple[ProviderConfig, ...], key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, "must be a model name")
-    if _is_glob(value):
-        raise ConfigError(key, f"must be a model name, not a glob ({value!r})")
-    if not _served(providers, value):
-        raise ConfigError(key, f"no provider serves the model {value!r} (add it to a provider's models)")
-    return value
-
-
-def _str_list(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(key, "must be a string or a list of non-empty strings")
-    return tuple(value)
-
-
-def _opt_bool(table: Mapping[str, Any], prefix: str, name: str) -> Optional[bool]:
-    result: Optional[bool] = _get(table, prefix, name, bool, None)
-    return result
-
-
-def _opt_count(table: Mapping[str, Any], prefix: str, name: str) -> Optional[int]:
-    value: Optional[int] = _get(table, prefix, name, int, None)
-    if value is not None and value < 0:
-        raise ConfigError(f"{prefix}.{name}", f"must not be negative (got {value})")
-    return value
-
-
-def _parse_match(table: Any, prefix: str) -> RuleMatch:
-    from .routing.interfaces import COMPLEXITY_CLASSES
-
-    if not isinstance(table, Mapping):
-        raise ConfigError(prefix, "must be a table")
-    _check_keys(
-        table, prefix,
-        {"model", "key", "team", "complexity", "min_prompt_tokens", "max_prompt_tokens",
-         "tools", "images", "json_mode", "long_context"},
-    )
-    complexity = _str_list(f"{prefix}.complexity", table.get("complexity", []))
-    for label in complexity:
-        if label not in COMPLEXITY_CLASSES:
-            raise ConfigError(f"{prefix}.complexity", f"unknown class {label!r} (one of: {', '.join(COMPLEXITY_CLASSES)})")
-    low = _opt_count(table, prefix, "min_prompt_tokens")
-    high = _opt_count(table, prefix, "max_prompt_tokens")
-    if low is not None and high is not None and low > high:
-        raise ConfigError(f"{prefix}.min_prompt_tokens", "must not be greater than max_prompt_tokens")
-    return RuleMatch(
-        models=_str_list(f"{prefix}.model", table.get("model", [])),
-        keys=_str_list(f"{prefix}.key", table.get("key", [])),
-        teams=_str_list(f"{prefix}.team", table.get("team", [])),
-        complexity=complexity,
-        min_prompt_tokens=low,
-        max_prompt_tokens=high,
-        tools=_opt_bool(table, prefix, "tools"),
-        images=_opt_bool(table, prefix, "images"),
-        json_mode=_opt_bool(table, prefix, "json_mode"),
-        long_context=_opt_bool(table, prefix, "long_context"),
-    )
-
-
-def _parse_rule(index: int, table: Any, providers: tuple[ProviderConfig, ...], seen: set[str]) -> RouteRule:
-    prefix = f"routing.rules[{index}]"
-    if not isinstance(table, Mapping):
-        raise ConfigError(prefix, "must be a table ([[routing.rules]])")
-    _check_keys(table, prefix, {"name", "match", "action", "fallbacks"})
-    name = _get(table, prefix, "name", str, None)
-    if not name or not name.strip():
-        raise ConfigError(f"{prefix}.name", "is required (it is shown in x-dd0c-route)")
-    if name == "default" or name.startswith("shadow:") or not name.isprintable() or len(name) > 64:
-        raise ConfigError(f"{prefix}.name", "must be 1 to 64 printable characters, not 'default' or 'shadow:...'")
-    if name in seen:
-        raise ConfigError(f"{prefix}.name", f"another rule is already named {name!r}")
-    seen.add(name)
-    match = _parse_match(table.get("match", {}), f"{prefix}.match")
-    action = table.get("action")
-    if not isinstance(action, Mapping):
-        raise ConfigError(f"{prefix}.action", "is required: {model = \"...\"} or {keep = true}")
-    _check_keys(action, f"{prefix}.action", {"model", "keep"})
-    keep = _get(action, f"{prefix}.action", "keep", bool, False)
-    if ("model" in action) == bool(keep):
-        raise ConfigError(f"{prefix}.action", "must be either {model = \"...\"} or {keep = true}")
-    model = None if keep else _model_name(providers, f"{prefix}.action.model", action["model"])
-    fallbacks_raw = table.get("fallbacks", [])
-    if not isinstance(fallbacks_raw, list):
-        raise ConfigError(f"{prefix}.fallbacks", "must be a list of model names")
-    fallbacks = tuple(
-        _model_name(providers, f"{prefix}.fallbacks[{i}]", value) for i, value in enumerate(fallbacks_raw)
-    )
-    return RouteRule(name=name, match=match, model=model, fallbacks=fallbacks)
-
-
-def _parse_routing(raw: Mapping[str, Any], providers: tuple[ProviderConfig, ...]) -> RoutingConfig:
-    if "routing" not in raw:
-        return RoutingConfig()
-    table = _table(raw, "routing")
-    _check_keys(
-        table, "routing",
-        {"mode", "aliases", "rules", "long_context_tokens", "fallback_after_send", "circuit_breaker"},
-    )
-    mode = _get(table, "routing", "mode", str, "shadow")
-    if mode not in ROUTING_MODES:
-        raise ConfigError("routing.mode", f"must be one of: {', '.join(ROUTING_MODES)}")
-    aliases_raw = _table(table, "routing.aliases")
-    aliases = {}
-    for alias, target in aliases_raw.items():
-        if not alias or _is_glob(alias):
-            raise ConfigError(f"routing.aliases.{alias}", "an alias must be a plain name")
-        aliases[alias] = _model_name(providers, f"routing.aliases.{alias}", target)
-    rules_raw = table.get("rules", [])
-    if not isinstance(rules_raw, list):
-        raise ConfigError("routing.rules", "must be an array of tables ([[routing.rules]])")
-    seen: set[str] = set()
-    rules = tuple(_parse_rule(i, rule, providers, seen) for i, rule in enumerate(rules_raw))
-    long_context = _get(table, "routing", "long_context_tokens", int, RoutingConfig().long_context_tokens)
-    _positive("routing.long_context_tokens", long_context)
-    after_send = _get(table, "routing", "fallback_after_send", bool, True)
-    breaker_table = _table(table, "routing.circuit_breaker")
-    _check_keys(breaker_table, "routing.circuit_breaker", {"failures", "window", "cooldown"})
-    defaults = CircuitBreakerConfig()
-    failures = _get(breaker_table, "routing.circuit_breaker", "failures", int, defaults.failures)
-    window = _get(breaker_table, "routing.circuit_breaker", "window", float, defaults.window)
-    cooldown = _get(breaker_table, "routing.circuit_breaker", "cooldown", float, defaults.cooldown)
-    _positive("routing.circuit_breaker.failures", failures)
-    _positive("routing.circuit_breaker.window", window)
-    _positive("routing.circuit_breaker.cooldown", cooldown)
-    return RoutingConfig(
-        mode=mode,
-        aliases=aliases,
-        rules=rules,
-        long_context_tokens=long_context,
-        fallback_after_send=after_send,
-        circuit_breaker=CircuitBreakerConfig(failures=failures, window=window, cooldown=cooldown),
-    )
-
-
-def _usd(key: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(key, "must be an amount in USD (a number or a decimal string such as \"5.00\")")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(key, "must be an amount in USD (a number or a decimal string such as \"5.00\")") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(key, "must be a finite, non-negative amount")
-    return amount
-
-
-def _parse_budgets(raw: Mapping[str, Any]) -> tuple[BudgetConfig, ...]:
-    table = _table(raw, "budgets")
-    out = []
-    for scope, entry in table.items():
-        prefix = f"budgets.{scope}"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(prefix, "must be a table of limits")
-        if scope.startswith("team:") and not scope[5:]:
-            raise ConfigError(prefix, "team: must be followed by a team name")
-        _check_keys(entry, prefix, {"daily_usd", "monthly_usd", "requests_per_minute", "tokens_per_minute"})
-        limits: dict[str, Any] = {}
-        for name in ("daily_usd", "monthly_usd"):
-            if name in entry:
-                limits[name] = _usd(f"{prefix}.{name}", entry[name])
-        for name in ("requests_per_minute", "tokens_per_minute"):
-            value = _get(entry, prefix, name, int, None)
-            if value is not None:
-                limits[name] = int(_positive(f"{prefix}.{name}", value))
-        out.append(BudgetConfig(scope=scope, **limits))
-    return tuple(out)
-
 
 def parse_config(
     raw: Mapping[str, Any], environ: Mapping[str, str], source: Optional[str] = None
@@ -667,26 +404,16 @@ def parse_config(
     """
     Check a parsed TOML document and build the :class:`Config`.
     """
-    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets"})
-    providers_raw = _table(raw, "providers")
-    if "providers" not in raw:
-        providers_raw = {"openai": {}, "anthropic": {}}
-    providers = tuple(
-        _parse_provider(name, table, environ) for name, table in providers_raw.items()
+    config = build(
+        Config, raw, given={"source": source}, fill={ProviderConfig: provider_defaults(environ)}
     )
-    if not providers:
-        raise ConfigError("providers", "must declare at least one provider")
-    _check_clashes(providers)
-    return Config(
-        server=_parse_server(raw),
-        ledger=_parse_ledger(raw),
-        timeouts=_parse_timeouts(raw),
-        providers=providers,
-        price_overrides=_parse_prices(raw),
-        source=source,
-        routing=_parse_routing(raw, providers),
-        budgets=_parse_budgets(raw),
-    )
+    ledger = raw.get("ledger", {})
+    if "path" in ledger and "url" in ledger:
+        raise ConfigError("ledger.url", "give either path (SQLite) or url (PostgreSQL), not both")
+    check_clashes(config.providers)
+    check_routing(config.routing, config.providers)
+    check_prices(config.price_overrides)
+    return config
 
 
 def load_config(path: Optional[str], environ: Mapping[str, str] = os.environ) -> Config:

@@ -5,6 +5,8 @@ at start with a message naming the key.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from dd0c_route.config import ConfigError, load_config, parse_config
@@ -116,3 +118,144 @@ def test_invalid_toml_and_missing_file(tmp_path):
     path.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(str(path), {})
+
+
+def test_new_server_and_ledger_keys_have_their_defaults():
+    """The keys declared for workers, client timeouts and PostgreSQL default as the issues fix them."""
+    config = parse_config({}, {})
+    assert config.server.passthrough[:3] == ("/v1/embeddings", "/v1/completions", "/v1/moderations")
+    assert len(config.server.passthrough) == 18
+    assert (config.server.client_header_timeout, config.server.client_body_timeout) == (30.0, 30.0)
+    assert (config.server.drain_seconds, config.server.workers) == (30.0, 1)
+    ledger = config.ledger
+    assert (ledger.path, ledger.url, ledger.password_env) == ("dd0c-route.sqlite3", None, None)
+    assert (ledger.connect_timeout, ledger.auto_migrate, ledger.pool_size) == (10.0, True, 4)
+
+
+def test_new_keys_are_read():
+    """Every new key is read from its table, ints widened to floats where seconds are meant."""
+    config = parse_config(
+        {
+            "server": {"passthrough": ["/v1/embeddings"], "client_header_timeout": 5, "client_body_timeout": 7.5,
+                       "drain_seconds": 0, "workers": "auto"},
+            "ledger": {"url": "postgresql://u@127.0.0.1:5432/test", "password_env": "PGPASS",
+                       "connect_timeout": 3, "auto_migrate": False, "pool_size": 64},
+        },
+        {},
+    )
+    assert config.server.passthrough == ("/v1/embeddings",)
+    assert (config.server.client_header_timeout, config.server.client_body_timeout) == (5.0, 7.5)
+    assert (config.server.drain_seconds, config.server.workers) == (0.0, "auto")
+    assert config.ledger.url == "postgresql://u@127.0.0.1:5432/test"
+    assert (config.ledger.password_env, config.ledger.connect_timeout) == ("PGPASS", 3.0)
+    assert (config.ledger.auto_migrate, config.ledger.pool_size) == (False, 64)
+    libpq = parse_config({"ledger": {"url": "host=127.0.0.1 dbname=test user='a b'"}}, {})
+    assert libpq.ledger.url == "host=127.0.0.1 dbname=test user='a b'"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"server": {"passthrough": ["/admin"]}}, "server.passthrough[0]"),
+        ({"server": {"passthrough": "/v1/embeddings"}}, "server.passthrough"),
+        ({"server": {"client_header_timeout": 0}}, "server.client_header_timeout"),
+        ({"server": {"client_body_timeout": -1.0}}, "server.client_body_timeout"),
+        ({"server": {"drain_seconds": -0.5}}, "server.drain_seconds"),
+        ({"server": {"workers": 0}}, "server.workers"),
+        ({"server": {"workers": "many"}}, "server.workers"),
+        ({"server": {"workers": True}}, "server.workers"),
+        ({"server": {"listen": "tcp:eighty"}}, "server.listen"),
+        ({"ledger": {"pool_size": 65}}, "ledger.pool_size"),
+        ({"ledger": {"connect_timeout": 0}}, "ledger.connect_timeout"),
+        ({"ledger": {"auto_migrate": "yes"}}, "ledger.auto_migrate"),
+        ({"ledger": {"password_env": "NOT A NAME"}}, "ledger.password_env"),
+        ({"ledger": {"path": "a.sqlite3", "url": "postgresql://h/db"}}, "ledger.url"),
+        ({"ledger": {"url": "mysql://h/db"}}, "ledger.url"),
+        ({"ledger": {"url": "host=h dbname"}}, "ledger.url"),
+        ({"timeouts": {"idle": float("nan")}}, "timeouts.idle"),
+        ({"timeouts": {"idle": float("inf")}}, "timeouts.idle"),
+        ({"timeouts": {"connect": 10**400}}, "timeouts.connect"),
+        ({"budgets": {"me": {"daily_usd": "NaN"}}}, "budgets.me.daily_usd"),
+        ({"budgets": {"me": {"daily_usd": "sNaN"}}}, "budgets.me.daily_usd"),
+        ({"prices": {"gpt-4o": {"input": "1.0000001"}}}, "prices.gpt-4o.input"),
+        ({"prices": {"gpt-4o": {"input": 10**30}}}, "prices.gpt-4o.input"),
+        ({"prices": {"gpt-4.1": {"output": "Infinity"}}}, 'prices."gpt-4.1".output'),
+        ({"prices": {"gpt-4o": {"colour": 1}}}, "prices.gpt-4o.colour"),
+        ({"routing": {"aliases": {"a*": "gpt-4o"}}}, 'routing.aliases."a*"'),
+        ({"providers": {"openai": {"models": ["gpt-4o", ""]}}}, "providers.openai.models[1]"),
+        ({"providers": {"openai": {"api_key_env": ""}}}, "providers.openai.api_key_env"),
+        ({"providers": {}}, "providers"),
+        ({"server": []}, "server"),
+    ],
+)
+def test_every_malformed_value_names_its_key(raw, key):
+    """Wrong types, non-finite and out-of-range numbers and unknown keys all fail naming the dotted key."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, {})
+    assert info.value.key == key, str(info.value)
+
+
+def test_price_override_for_unknown_model_needs_all_prices():
+    """#17 item 9: an unknown model's override without all four prices fails naming the key, not at start."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"prices": {"my-model": {"input": 1, "output": 2}}}, {})
+    assert info.value.key == "prices.my-model"
+    assert "cached_input" in info.value.problem and "cache_write" in info.value.problem
+    with pytest.raises(ConfigError) as dotted_name:
+        parse_config({"prices": {"vendor.model-1": {"input": 1}}}, {})
+    assert dotted_name.value.key == 'prices."vendor.model-1"'
+    full = {"input": 1, "output": 2, "cached_input": "0.5", "cache_write": 3}
+    assert parse_config({"prices": {"my-model": full}}, {}).price_overrides["my-model"]["cached_input"] == Decimal("0.5")
+    # A model the shipped table knows may override one price.
+    assert parse_config({"prices": {"gpt-4o": {"input": 1}}}, {}).price_overrides == {"gpt-4o": {"input": Decimal(1)}}
+
+
+def test_ledger_url_password_never_shown():
+    """A malformed ledger URL is named without its password; the config's repr masks the password."""
+    password = fake_provider_key("pw-")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"ledger": {"url": f"postgresql://u:{password}@h:notaport/db"}}, {})
+    assert info.value.key == "ledger.url"
+    assert password not in str(info.value)
+    with pytest.raises(ConfigError) as conninfo:
+        parse_config({"ledger": {"url": f"host=h password={password} dbname"}}, {})
+    assert password not in str(conninfo.value)
+    for url in (f"postgresql://u:{password}@h:5432/db", f"host=h password='{password}' dbname=d"):
+        config = parse_config({"ledger": {"url": url}}, {})
+        assert config.ledger.url == url
+        assert password not in repr(config)
+
+
+def test_secret_never_in_any_error_about_it():
+    """An inline key that fails a check is reported without its value."""
+    secret = fake_provider_key()
+    for bad in ({"api_key": secret, "api_key_env": "X"}, {"api_key": " " * 3}):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"providers": {"openai": bad}}, {})
+        assert info.value.key == "providers.openai.api_key"
+        assert secret not in str(info.value)
+
+
+def test_checks_hold_for_values_built_in_code():
+    """The declared checks are attrs validators: a value built in code is checked too."""
+    from dd0c_route.config import CircuitBreakerConfig, RuleMatch
+    from dd0c_route.schema import Invalid
+
+    with pytest.raises(Invalid):
+        CircuitBreakerConfig(failures=0)
+    with pytest.raises(Invalid):
+        RuleMatch(min_prompt_tokens=5, max_prompt_tokens=1)
+
+
+def test_docs_table_is_the_declared_schema():
+    """docs/configuration.md holds the table generated from the declarations (regenerate when a key changes)."""
+    from pathlib import Path
+
+    from dd0c_route.config import Config
+    from dd0c_route.schema_docs import markdown_table
+
+    docs = Path(__file__).parent.parent / "docs" / "configuration.md"
+    assert markdown_table(Config) in docs.read_text(encoding="utf-8"), (
+        "regenerate: python -c 'from dd0c_route.config import Config; "
+        "from dd0c_route.schema_docs import markdown_table; print(markdown_table(Config))'"
+    )
