@@ -90,6 +90,18 @@ class ServerConfig:
 
     listen: str = "tcp:8080:interface=127.0.0.1"
     max_body_bytes: int = 10 * 1024 * 1024
+    #: The ``/v1/*`` endpoint prefixes relayed unchanged (matched at a
+    #: segment boundary): a new endpoint is the operator's decision.
+    passthrough: tuple[str, ...] = (
+        "/v1/embeddings", "/v1/completions", "/v1/moderations", "/v1/audio", "/v1/images",
+        "/v1/files", "/v1/batches", "/v1/uploads", "/v1/vector_stores", "/v1/responses",
+        "/v1/fine_tuning", "/v1/assistants", "/v1/threads", "/v1/conversations", "/v1/realtime",
+        "/v1/chat/completions", "/v1/evals", "/v1/containers",
+    )
+    #: Seconds a client may take to send a request head, and between two
+    #: reads of its body; then the connection is closed.
+    client_header_timeout: float = 30.0
+    client_body_timeout: float = 30.0
 
 
 @attrs.frozen
@@ -276,13 +288,29 @@ def _positive(key: str, value: float) -> float:
 
 def _parse_server(raw: Mapping[str, Any]) -> ServerConfig:
     table = _table(raw, "server")
-    _check_keys(table, "server", {"listen", "max_body_bytes"})
-    listen = _get(table, "server", "listen", str, ServerConfig().listen)
+    _check_keys(
+        table, "server",
+        {"listen", "max_body_bytes", "passthrough", "client_header_timeout", "client_body_timeout"},
+    )
+    default = ServerConfig()
+    listen = _get(table, "server", "listen", str, default.listen)
     if not listen.strip():
         raise ConfigError("server.listen", "must be a Twisted strports description")
-    max_body = _get(table, "server", "max_body_bytes", int, ServerConfig().max_body_bytes)
+    max_body = _get(table, "server", "max_body_bytes", int, default.max_body_bytes)
     _positive("server.max_body_bytes", max_body)
-    return ServerConfig(listen=listen, max_body_bytes=max_body)
+    passthrough = default.passthrough
+    if "passthrough" in table:
+        passthrough = _str_list("server.passthrough", table["passthrough"])
+        for prefix in passthrough:
+            if not prefix.startswith("/v1/") or not prefix.isascii() or any(
+                part in ("", ".", "..") for part in prefix.rstrip("/").split("/")[1:]
+            ):
+                raise ConfigError("server.passthrough", f"each entry must be a /v1/ path prefix (got {prefix!r})")
+    timeouts = {}
+    for name in ("client_header_timeout", "client_body_timeout"):
+        value = _get(table, "server", name, float, getattr(default, name))
+        timeouts[name] = _positive(f"server.{name}", value)
+    return ServerConfig(listen=listen, max_body_bytes=max_body, passthrough=passthrough, **timeouts)
 
 
 def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:

@@ -21,9 +21,9 @@ Two deliberate approximations, both documented for clients:
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, Optional, Sequence
 
+from dd0c_route.boundedjson import InvalidJSON, loads_bounded
 from dd0c_route.providers.anthropic_errors import TranslationError
 
 __all__ = [
@@ -226,8 +226,8 @@ def _tool_use_blocks(tool_calls: Any, param: str) -> list[Block]:
         if not isinstance(name, str) or not isinstance(arguments, str):
             raise _bad("A tool call function needs a name and string arguments.", where)
         try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
+            parsed = loads_bounded(arguments) if arguments.strip() else {}
+        except InvalidJSON:
             raise _bad(
                 "Tool call arguments must be valid JSON to send them to an "
                 "Anthropic model.",

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from ..config import Config
 from ..ledger.records import UsageRecord
+from ..metering.meter import client_text
 from .breaker import CircuitBreaker
 from .budgets import Budgets, month_start
 from .classifier import HeuristicClassifier
@@ -115,7 +116,11 @@ class Routing:
                 prompt_includes_cached=note.prompt_includes_cached,
             )
         return attrs.evolve(
-            record, attempts=note.attempts, shadow_model=note.shadow_model, cost_shadow_usd=shadow_cost
+            record,
+            # Attempts name models, which a glob-served client model makes client text.
+            attempts=None if note.attempts is None else client_text(note.attempts, limit=1024),
+            shadow_model=note.shadow_model,
+            cost_shadow_usd=shadow_cost,
         )
 
     def seed(self, store: Any, run_in_thread: Callable[..., Deferred[Any]]) -> Deferred[Any]:

@@ -35,6 +35,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ..boundedjson import InvalidJSON, loads_bounded
 from ..config import Config, ProviderConfig
 from ..ledger.interfaces import KeyInfo
 from ..metering.meter import Meter, Outcome, RequestInfo
@@ -53,6 +54,7 @@ from ..routing.router import Decision, UnknownModel
 from ..routing.service import Routing
 from .auth import presented_key
 from .errors import ProxyError, anthropic_error_body, openai_error_body
+from .paths import InvalidPath, Passthrough, normalize_path
 
 __all__ = ["ApiResource", "ProxyApp"]
 
@@ -96,6 +98,7 @@ class ProxyApp:
             b"/v1/models": self._models,
         }
         self.extra_routes: dict[bytes, Callable[[Call], None]] = {}
+        self.passthrough_allowed = Passthrough(config.server.passthrough)
 
     # -- listing --------------------------------------------------------
 
@@ -362,11 +365,11 @@ class Call:
             if not raw.strip():
                 raise ProxyError(400, "The request body is empty: send a JSON object", code="invalid_json")
             try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+                body = loads_bounded(raw)
+            except InvalidJSON as why:
                 raise ProxyError(
                     400,
-                    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+                    f"We could not parse the JSON body of your request: {why}. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
                     code="invalid_json",
                 ) from None
             if not isinstance(body, dict):
@@ -685,6 +688,22 @@ class Call:
         )
 
 
+def _checked_path(request: Any) -> bytes:
+    """
+    The request's path normalized (:func:`normalize_path`), also set on the
+    request (query kept as is) so that what is relayed is what was checked.
+    """
+    raw = request.path
+    try:
+        path = normalize_path(raw)
+    except InvalidPath as why:
+        raise ProxyError(400, f"Invalid request path: {why}", code="invalid_path") from None
+    if path != raw:
+        request.uri = path + request.uri[len(raw):]
+        request.path = path
+    return path
+
+
 class ApiResource(Resource):
     """
     The leaf resource serving every path; see the module docstring.
@@ -713,9 +732,12 @@ class ApiResource(Resource):
                     f"The request body is larger than the limit of {app.config.server.max_body_bytes} bytes",
                     code="request_too_large",
                 )
+            path = _checked_path(request)
             route = app.routes.get(path) or app.extra_routes.get(path)
             if route is None and not path.startswith(b"/v1/"):
                 raise ProxyError(404, "Unknown path: this proxy serves the OpenAI and Anthropic /v1 API", code="not_found")
+            if route is None and not app.passthrough_allowed.allows(path):
+                raise ProxyError(404, "Unknown endpoint: this path is not relayed by this proxy (see [server] passthrough)", code="unknown_endpoint")
             key = presented_key(request)
             if key is None:
                 raise ProxyError(401, "You didn't provide an API key. Use the Authorization header: Bearer <your dd0c-route key>.", code="invalid_api_key")
