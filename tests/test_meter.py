@@ -248,7 +248,7 @@ class ClientTextTests(SynchronousTestCase):
         from dd0c_route.metering.meter import client_text
 
         key = "sk-proj-" + "Z" * 60
-        for start in (0, 200, 240, 250, 255):
+        for start in range(256):
             out = client_text("x" * start + " " + key + " " + "y" * 2000)
-            self.assertNotIn("ZZZZZZZZ", out, start)
+            self.assertNotIn("sk-proj-Z", out, start)
             self.assertLessEqual(len(out), 256)
