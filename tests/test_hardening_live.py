@@ -13,7 +13,7 @@ import json
 import socket
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import globalLogPublisher
@@ -293,8 +293,15 @@ class FuzzTests(TestCase):
             framing=st.sampled_from(["length", "chunked", "none", "short"]),
             with_key=st.booleans(),
             body=_BODIES,
+            plain_head=st.booleans(),
         )
-        def one(method, path, headers, framing, with_key, body):
+        # The cases, always tried first:
+        @example("POST", "/v1/chat/completions", [], "length", True, b"[" * 100_000 + b"]" * 100_000, True)
+        @example("POST", "/v1/chat/completions", [("Transfer-Encoding", "identity")], "chunked", True, _CHAT, False)
+        @example("GET", "/v1/%2e%2e/admin", [], "none", True, b"", False)
+        def one(method, path, headers, framing, with_key, body, plain_head):
+            if plain_head:  # half the inputs fuzz the body behind a valid head
+                method, path, headers, framing, with_key = "POST", "/v1/chat/completions", [], "length", True
             head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode("latin-1")
             if with_key:
                 head += f"Authorization: Bearer {key}\r\n".encode()
