@@ -119,7 +119,7 @@ class ChannelTests(SynchronousTestCase):
 
     def test_idle_connection_closed_silently(self):
         """A connection that sends nothing is closed at the header timeout, without an answer."""
-        channel, transport = self.connect(header=5.0)
+        _channel, transport = self.connect(header=5.0)
         self.clock.advance(4.9)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.2)
