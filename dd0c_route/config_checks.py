@@ -103,8 +103,10 @@ def env_name(value: str) -> None:
 
 
 def path_prefix(value: str) -> None:
-    if not value.startswith("/v1/") or not value.isprintable() or " " in value:
+    if not value.startswith("/v1/") or not value.isascii() or not value.isprintable() or " " in value:
         raise Invalid("must be a path prefix starting with /v1/")
+    if any(part in ("", ".", "..") for part in value.rstrip("/").split("/")[1:]) or "%" in value or "\\" in value:
+        raise Invalid("must be a plain /v1/ path prefix (no empty, '.' or '..' segments, no escapes)")
 
 
 def model_name(value: str) -> None:

@@ -204,7 +204,11 @@ def build_service(config: Config, reactor: Any) -> Built:
         adapters=default_adapters(),
     )
     app.ledger_health = writer.health
-    site = ProxySite(ApiResource(app), config.server.max_body_bytes)
+    site = ProxySite(
+        ApiResource(app), config.server.max_body_bytes, reactor=reactor,
+        client_header_timeout=config.server.client_header_timeout,
+        client_body_timeout=config.server.client_body_timeout,
+    )
     # Stopped in reverse order: the port closes first, then the open
     # connections, then upstream, key cache, worker threads, and last the
     # writer flushes every record.

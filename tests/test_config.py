@@ -259,3 +259,24 @@ def test_docs_table_is_the_declared_schema():
         "regenerate: python -c 'from dd0c_route.config import Config; "
         "from dd0c_route.schema_docs import markdown_table; print(markdown_table(Config))'"
     )
+
+
+def test_server_hardening_keys():
+    """passthrough and the client timeouts parse, with their defaults; bad values name the key."""
+    default = parse_config({}, {}).server
+    assert "/v1/embeddings" in default.passthrough and default.client_header_timeout == 30.0
+    server = parse_config(
+        {"server": {"passthrough": ["/v1/files"], "client_header_timeout": 2, "client_body_timeout": 0.5}}, {}
+    ).server
+    assert server.passthrough == ("/v1/files",)
+    assert (server.client_header_timeout, server.client_body_timeout) == (2.0, 0.5)
+    for table, key in (
+        ({"passthrough": ["/admin"]}, "server.passthrough"),
+        ({"passthrough": ["/v1/../x"]}, "server.passthrough"),
+        ({"passthrough": [3]}, "server.passthrough"),
+        ({"client_header_timeout": 0}, "server.client_header_timeout"),
+        ({"client_body_timeout": "soon"}, "server.client_body_timeout"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"server": table}, {})
+        assert info.value.key.split("[")[0] == key, table  # the walker may name the list element

@@ -231,3 +231,24 @@ class DeliveredLimitTests(SynchronousTestCase):
         h.meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
         # 8 words counted in the 40 kept characters, scaled to 100: 20.
         self.assertEqual(h.records[0].completion_tokens, 20)
+
+
+class ClientTextTests(SynchronousTestCase):
+    def test_capped_with_marker(self):
+        """A 1 MB client string is kept as at most 256 characters, the cut marked."""
+        from dd0c_route.metering.meter import CLIENT_TEXT_LIMIT, TRUNCATED_MARKER, client_text
+
+        out = client_text("m" * 1_048_576)
+        self.assertEqual(len(out), CLIENT_TEXT_LIMIT)
+        self.assertTrue(out.endswith(TRUNCATED_MARKER))
+        self.assertEqual(client_text("gpt-4o"), "gpt-4o")
+
+    def test_key_across_the_cut_is_redacted(self):
+        """A key that straddles the cut is redacted whole before the cut, not half kept."""
+        from dd0c_route.metering.meter import client_text
+
+        key = "sk-proj-" + "Z" * 60
+        for start in range(256):
+            out = client_text("x" * start + " " + key + " " + "y" * 2000)
+            self.assertNotIn("sk-proj-Z", out, start)
+            self.assertLessEqual(len(out), 256)

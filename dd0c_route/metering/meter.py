@@ -25,7 +25,7 @@ from ..redaction import redact_sensitive
 from .interfaces import IPriceTable, ITokenCounter
 from .usage import UsageFacts
 
-__all__ = ["Meter", "RequestInfo"]
+__all__ = ["CLIENT_TEXT_LIMIT", "TRUNCATED_MARKER", "Meter", "RequestInfo", "client_text"]
 
 log = Logger()
 
@@ -223,7 +223,7 @@ class Meter:
             provider=info.provider,
             model_requested=_clean(info.model_requested),
             model=_clean(info.model),
-            endpoint=redact_sensitive(info.endpoint),
+            endpoint=client_text(info.endpoint),
             prompt_tokens=facts.prompt_tokens,
             completion_tokens=facts.completion_tokens,
             cached_tokens=facts.cached_tokens,
@@ -240,7 +240,8 @@ class Meter:
             route_rule=info.route_rule,
             complexity=info.complexity,
             cost_requested_usd=cost_requested,
-            attempts=info.attempts,
+            # Attempts name models, which a glob-served client model makes client text.
+            attempts=None if info.attempts is None else client_text(info.attempts, limit=1024),
             shadow_model=info.shadow_model,
             cost_shadow_usd=self._shadow_cost(info, facts),
         )
@@ -271,12 +272,31 @@ class Meter:
         )
 
 
+#: The most characters of a client-controlled string a record keeps.
+CLIENT_TEXT_LIMIT = 256
+TRUNCATED_MARKER = "…[truncated]"
+
+
+def client_text(value: str, limit: int = CLIENT_TEXT_LIMIT) -> str:
+    """
+    A client-controlled string as a record may keep it: redacted (a key
+    pasted into a model name must not land in the ledger) and at most
+    ``limit`` characters, the cut marked with :data:`TRUNCATED_MARKER` (any
+    key could otherwise grow the ledger by a body's worth per request).
+    Redaction runs on a window wider than the cut by more than a key's
+    length, so a key across the cut is redacted whole before it is cut.
+    """
+    if len(value) <= limit:
+        return redact_sensitive(value)
+    head = redact_sensitive(value[: limit + 512])
+    if len(head) <= limit and len(value) <= limit + 512:
+        return head
+    return head[: limit - len(TRUNCATED_MARKER)] + TRUNCATED_MARKER
+
+
 def _clean(value: Optional[str]) -> Optional[str]:
-    """
-    Client-controlled text (a model name, a path, an id) can hold a key a
-    client pasted by mistake: records keep it only redacted.
-    """
-    return None if value is None else redact_sensitive(value)
+    """Client-controlled text (a model name, a path, an id): see :func:`client_text`."""
+    return None if value is None else client_text(value)
 
 
 @attrs.frozen

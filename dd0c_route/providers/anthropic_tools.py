@@ -10,9 +10,9 @@ are refused rather than sent as something the model did not produce.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
+from dd0c_route.boundedjson import InvalidJSON, loads_bounded
 from dd0c_route.providers.anthropic_content import TEXT_PARTS, Block, content_blocks, with_cache_control
 from dd0c_route.providers.anthropic_refusals import refuse, unsupported
 
@@ -36,8 +36,8 @@ def tool_use_blocks(tool_calls: Any, param: str) -> list[Block]:
         if not isinstance(name, str) or not isinstance(arguments, str):
             raise refuse("A tool call function needs a name and string arguments.", where)
         try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
+            parsed = loads_bounded(arguments) if arguments.strip() else {}
+        except InvalidJSON:
             raise refuse(
                 "Tool call arguments must be valid JSON to send them to an "
                 "Anthropic model.",

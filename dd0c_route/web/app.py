@@ -23,6 +23,7 @@ from ..relay.upstream import UpstreamClient
 from ..routing.service import Routing
 from . import chat, messages, passthrough
 from .call import Call
+from .paths import Passthrough
 from .resource import ApiResource
 
 __all__ = ["ApiResource", "ProxyApp"]
@@ -64,5 +65,6 @@ class ProxyApp:
             b"/v1/messages": messages.messages,
             b"/v1/messages/count_tokens": messages.count_tokens,
         }
-        #: Every other ``/v1/*`` path.
+        #: Every other ``/v1/*`` path, when ``[server] passthrough`` lists it.
         self.passthrough: Callable[[Call], None] = passthrough.passthrough
+        self.passthrough_allowed = Passthrough(config.server.passthrough)

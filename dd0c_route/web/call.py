@@ -12,7 +12,6 @@ turns that into exactly one usage record, errors included.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Optional, Sequence
 
@@ -20,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from ..boundedjson import InvalidJSON, loads_bounded
 from ..config import ProviderConfig
 from ..ledger.interfaces import KeyInfo
 from ..metering.meter import Outcome, RequestInfo
@@ -81,11 +81,11 @@ class Call:
             if not raw.strip():
                 raise ProxyError(400, "The request body is empty: send a JSON object", code="invalid_json")
             try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
+                body = loads_bounded(raw)
+            except InvalidJSON as why:
                 raise ProxyError(
                     400,
-                    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+                    f"We could not parse the JSON body of your request: {why}. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
                     code="invalid_json",
                 ) from None
             if not isinstance(body, dict):

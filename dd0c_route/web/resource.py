@@ -25,12 +25,29 @@ from ..ledger.interfaces import KeyInfo, LedgerUnavailable
 from .auth import presented_key
 from .call import Call
 from .errors import ProxyError
+from .paths import InvalidPath, normalize_path
 
 __all__ = ["ApiResource"]
 
 log = Logger()
 
 _JSON = [b"application/json"]
+
+
+def _checked_path(request: IRequest) -> bytes:
+    """
+    The request's path normalized (:func:`normalize_path`), also set on the
+    request (query kept as is) so that what is relayed is what was checked.
+    """
+    raw = request.path
+    try:
+        path = normalize_path(raw)
+    except InvalidPath as why:
+        raise ProxyError(400, f"Invalid request path: {why}", code="invalid_path") from None
+    if path != raw:
+        request.uri = path + request.uri[len(raw):]
+        request.path = path
+    return path
 
 
 class ApiResource(Resource):
@@ -58,9 +75,12 @@ class ApiResource(Resource):
                     f"The request body is larger than the limit of {app.config.server.max_body_bytes} bytes",
                     code="request_too_large",
                 )
+            path = _checked_path(request)
             route = app.routes.get(path)
             if route is None and not path.startswith(b"/v1/"):
                 raise ProxyError(404, "Unknown path: this proxy serves the OpenAI and Anthropic /v1 API", code="not_found")
+            if route is None and not app.passthrough_allowed.allows(path):
+                raise ProxyError(404, "Unknown endpoint: this path is not relayed by this proxy (see [server] passthrough)", code="unknown_endpoint")
             key = presented_key(request)
             if key is None:
                 raise ProxyError(401, "You didn't provide an API key. Use the Authorization header: Bearer <your dd0c-route key>.", code="invalid_api_key")

@@ -14,7 +14,7 @@ is answered with an OpenAI-shaped JSON 500 (no traceback, no HTML).
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
@@ -22,6 +22,7 @@ from twisted.web.server import Request, Site
 
 from ..relay.upstream import set_no_delay
 from .errors import ProxyError, openai_error_body
+from .framing import ProxyChannel
 
 __all__ = ["LimitedBody", "ProxyRequest", "ProxySite"]
 
@@ -72,18 +73,39 @@ class ProxySite(Site):
 
     requestFactory = ProxyRequest
     displayTracebacks = False
+    #: HTTP/1.1 only, through our strict channel (web/framing.py): no h2
+    #: negotiation that would bypass its checks.
+    protocol = ProxyChannel  # type: ignore[assignment]
 
-    def __init__(self, resource: Any, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        resource: Any,
+        max_body_bytes: int,
+        *,
+        client_header_timeout: Optional[float] = None,
+        client_body_timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> None:
         try:
             super().__init__(resource, parsePOSTFormSubmission=False, **kwargs)
         except TypeError:  # Twisted before parsePOSTFormSubmission existed
             super().__init__(resource, **kwargs)
         self.max_body_bytes = max_body_bytes
+        self.client_header_timeout = client_header_timeout
+        self.client_body_timeout = client_body_timeout
+        #: Connections closed by a client read timeout.
+        self.client_timeouts = 0
         self.channels: set[Any] = set()
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)
         if channel is not None:
+            channel.clock = self.reactor
+            channel.header_timeout = self.client_header_timeout
+            channel.body_timeout = self.client_body_timeout
             self.channels.add(channel)
             lost = channel.connectionLost
             made = channel.makeConnection
