@@ -405,7 +405,7 @@ def _check_clashes(providers: tuple[ProviderConfig, ...]) -> None:
 
 def _parse_prices(raw: Mapping[str, Any]) -> dict[str, dict[str, Decimal]]:
     table = _table(raw, "prices")
-    fields = {"input", "output", "cached_input", "cache_write"}
+    fields = {"input", "output", "cached_input", "cache_write", "cache_write_1h"}
     out: dict[str, dict[str, Decimal]] = {}
     for model, entry in table.items():
         prefix = f"prices.{model}"

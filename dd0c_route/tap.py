@@ -11,6 +11,7 @@ record is flushed.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import sys
@@ -147,7 +148,7 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .ledger.sqlite import SQLiteLedger
     from .ledger.writer import UsageWriter
     from .metering.meter import Meter
-    from .metering.prices import PriceTable
+    from .metering.prices import Prices, price_warnings
     from .providers.registry import ProviderRegistry
     from .relay.upstream import UpstreamClient
     from .routing.service import Routing
@@ -171,7 +172,9 @@ def build_service(config: Config, reactor: Any) -> Built:
     _ThreadPoolService(work).setServiceParent(root)
     run_in_thread = partial(deferToThreadPool, reactor, work)
 
-    prices = PriceTable.load_default().with_overrides(config.price_overrides)
+    prices = Prices.load(config.price_overrides, config.providers)
+    for warning in price_warnings(prices, config.providers, datetime.date.today()):
+        Logger().warn("Prices: {warning}", warning=warning)
     routing = Routing(config, ProviderRegistry(config), reactor, prices=prices)
     # Records pass through the routing layer on their way to the writer:
     # fallback attempts and shadow costs are added, budgets are counted.

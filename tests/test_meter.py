@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
-from dd0c_route.metering.prices import PriceTable
+from dd0c_route.metering.prices import Prices
 from dd0c_route.relay.usage import UsageFacts
 
 
@@ -29,7 +29,7 @@ class Harness:
     def __init__(self):
         self.records = []
         self.threads: list[Deferred] = []
-        self.meter = Meter(self.records.append, PriceTable.load_default(), self.run, WordCounter())
+        self.meter = Meter(self.records.append, Prices.load(), self.run, WordCounter())
 
     def run(self, f, *args):
         d = maybeDeferred(f, *args)
@@ -37,9 +37,9 @@ class Harness:
         return d
 
 
-def info(model="gpt-4o", stream=True, messages=None):
+def info(model="gpt-4o", stream=True, messages=None, started=100.0):
     return RequestInfo(
-        request_id="req_1", started=100.0, endpoint="/v1/chat/completions", key_id="key_1",
+        request_id="req_1", started=started, endpoint="/v1/chat/completions", key_id="key_1",
         provider="openai", model_requested=model, model=model, stream=stream,
         messages=messages if messages is not None else [{"role": "user", "content": "one two three four"}],
     )
@@ -56,9 +56,10 @@ class MeterTests(SynchronousTestCase):
         self.assertEqual(h.threads, [])
         self.assertEqual((record.prompt_tokens, record.completion_tokens), (1000, 500))
         self.assertEqual(record.tokens_counted_locally, "")
-        price = PriceTable.load_default().price_for("gpt-4o")
+        price = Prices.load().price_for("gpt-4o").rates.base
         expected = (price.input * 1000 + price.output * 500) / Decimal(1_000_000)
         self.assertEqual(record.cost_usd, expected)
+        self.assertEqual((record.price_source, record.price_tier), (Prices.load().dataset.source, "standard"))
         self.assertIsInstance(record.cost_usd, Decimal)
         self.assertEqual(record.latency_ms, 500.0)
         self.assertEqual(record.ttfb_ms, 100.0)
@@ -159,7 +160,7 @@ class BatchingTests(SynchronousTestCase):
             calls.append(args)
             return maybeDeferred(f, *args)
 
-        h.meter = Meter(h.records.append, PriceTable.load_default(), run, WordCounter(), clock=clock)
+        h.meter = Meter(h.records.append, Prices.load(), run, WordCounter(), clock=clock)
         for _ in range(5):
             facts = UsageFacts()
             facts.delivered.append("two words")
@@ -184,7 +185,7 @@ class BatchingTests(SynchronousTestCase):
 
         records = []
         clock = Clock()
-        meter = Meter(records.append, PriceTable.load_default(), maybeDeferred, Fussy(), clock=clock)
+        meter = Meter(records.append, Prices.load(), maybeDeferred, Fussy(), clock=clock)
         for text in ("fine text", "boom"):
             facts = UsageFacts()
             facts.delivered.append(text)
@@ -201,7 +202,7 @@ class BatchingTests(SynchronousTestCase):
 
         records = []
         clock = Clock()
-        meter = Meter(records.append, PriceTable.load_default(), maybeDeferred, WordCounter(), clock=clock)
+        meter = Meter(records.append, Prices.load(), maybeDeferred, WordCounter(), clock=clock)
         meter.finalize(info(), UsageFacts(), Outcome(status=0, ended=1.0, disconnected=True))
         self.successResultOf(meter.drain())
         self.assertEqual(len(records), 1)
@@ -231,3 +232,41 @@ class DeliveredLimitTests(SynchronousTestCase):
         h.meter.finalize(info(), facts, Outcome(status=200, ended=101.0, disconnected=True))
         # 8 words counted in the 40 kept characters, scaled to 100: 20.
         self.assertEqual(h.records[0].completion_tokens, 20)
+
+
+class PricedRecordTests(SynchronousTestCase):
+    def test_anthropic_one_hour_write_and_tier_on_record(self):
+        """Anthropic usage with a 1-hour cache write: priced apart, with price_source and price_tier on the record."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_usage({
+            "input_tokens": 1000, "output_tokens": 100, "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 600, "service_tier": "standard",
+            "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 400},
+        })
+        self.assertEqual((facts.cache_creation_tokens, facts.cache_creation_1h_tokens), (600, 400))
+        h.meter.finalize(info("claude-sonnet-4-5"), facts, Outcome(status=200, ended=101.0))
+        (record,) = h.records
+        # 1000 x $3 + 200 x $3.75 + 400 x $6 + 100 x $15, per million.
+        self.assertEqual(record.cost_usd, Decimal("0.00765"))
+        self.assertEqual((record.price_source, record.price_tier), (Prices.load().dataset.source, "standard"))
+
+    def test_reported_service_tier_prices_the_record(self):
+        """An OpenAI response that says service_tier "flex" is billed at flex rates and says so."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_body({"service_tier": "flex", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+        # 2026-12-01: the dataset's flex prices start later than the default 1970 time.
+        h.meter.finalize(info("gpt-5.4", started=1796126400.0), facts, Outcome(status=200, ended=1796126401.0))
+        (record,) = h.records
+        self.assertEqual(record.price_tier, "flex")
+        self.assertEqual(record.cost_usd, Decimal("0.002"))  # 1000 x $1.25 + 100 x $7.5
+
+    def test_unknown_model_has_no_price_source(self):
+        """A model nothing prices: cost, source and tier all null."""
+        h = Harness()
+        facts = UsageFacts()
+        facts.take_body({"usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+        h.meter.finalize(info("no-such-model-9"), facts, Outcome(status=200, ended=101.0))
+        (record,) = h.records
+        self.assertEqual((record.cost_usd, record.price_source, record.price_tier), (None, None, None))

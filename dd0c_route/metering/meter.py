@@ -188,9 +188,10 @@ class Meter:
     def _record(
         self, info: RequestInfo, facts: UsageFacts, outcome: Outcome, local: str
     ) -> UsageRecord:
-        cost = self._cost(info.model, facts)
+        quote = self._quote(info.model, info.provider, facts, info.started)
+        cost = None if quote is None else quote.cost_usd
         cost_requested = (
-            cost if info.model_requested == info.model else self._cost(info.model_requested, facts)
+            cost if info.model_requested == info.model else _cost(self._quote(info.model_requested, None, facts, info.started))
         )
         return UsageRecord(
             request_id=info.request_id,
@@ -217,19 +218,22 @@ class Meter:
             route_rule=info.route_rule,
             complexity=info.complexity,
             cost_requested_usd=cost_requested,
+            price_source=None if quote is None else quote.source,
+            price_tier=None if quote is None else quote.tier,
         )
 
-    def _cost(self, model: Optional[str], facts: UsageFacts) -> Optional[Decimal]:
-        if model is None or (facts.prompt_tokens is None and facts.completion_tokens is None):
-            return None if model is None else (Decimal(0) if self._prices.price_for(model) else None)
-        return self._prices.cost_usd(
-            model,
-            facts.prompt_tokens or 0,
-            facts.completion_tokens or 0,
-            cached_tokens=facts.cached_tokens or 0,
-            cache_creation_tokens=facts.cache_creation_tokens or 0,
-            prompt_includes_cached=facts.prompt_includes_cached,
-        )
+    def _quote(self, model: Optional[str], provider: Optional[str], facts: UsageFacts, when: float) -> Any:
+        try:
+            return self._prices.quote_facts(model, provider, facts, when)
+        except ValueError as error:
+            # Usage that contradicts itself (more cached than prompt): the
+            # record is kept, unpriced, rather than lost.
+            log.warn("usage could not be priced: {error}", error=str(error))
+            return None
+
+
+def _cost(quote: Any) -> Optional[Decimal]:
+    return None if quote is None else quote.cost_usd
 
 
 def _clean(value: Optional[str]) -> Optional[str]:

@@ -161,6 +161,7 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
         choices = chunk.get("choices")
         if usage:
             facts.take_usage(usage)
+            facts.take_service_tier(chunk.get("service_tier"))
             if not choices and not self.client_wants_usage:
                 return None
         if choices:
