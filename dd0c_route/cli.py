@@ -7,6 +7,7 @@
     dd0c-route [--config FILE] keys revoke KEY_ID_OR_NAME
     dd0c-route [--config FILE] usage [--json] [--since ISO] [--group-by day|key|team|model[,...]] [--limit N]
     dd0c-route [--config FILE] check
+    dd0c-route [--config FILE] prices [MODEL...]
     dd0c-route [--config FILE] migrate
     dd0c-route [--config FILE] migrate-ledger --from dd0c-route.sqlite3
 
@@ -21,7 +22,11 @@ copies a SQLite ledger's keys and records into the configured PostgreSQL
 
 ``usage`` adds savings per key and per model when requests were routed
 (what the requested model would have cost minus what was paid) or matched
-a shadow rule (what the rule's model would have saved).
+a shadow rule (what the rule's model would have saved), and names the models
+no source prices.  ``check`` warns (on stderr, still exit 0) about every
+configured exact model name nothing prices and about price data older than
+90 days.  ``prices`` prints the rates in force (source, tiers, USD per
+million tokens) for the models named, or for every configured exact model.
 
 The CLI is its own process and opens the ledger file directly: SQLite's WAL
 mode lets it read and write while a proxy runs, and running proxies notice a
@@ -94,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the ledger's schema up to date")
     copy = commands.add_parser("migrate-ledger", help="copy a SQLite ledger into the configured PostgreSQL")
     copy.add_argument("--from", dest="source", required=True, metavar="SQLITE_FILE")
+    prices = commands.add_parser("prices", help="print the rates in force for models")
+    prices.add_argument("models", nargs="*", metavar="MODEL", help="provider/model or model (default: configured)")
     return parser
 
 
@@ -131,9 +138,10 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str], now: Callable[[],
         config = load_config(args.config, environ)
     except ConfigError as error:
         raise _Fail(str(error)) from None
-    if args.command == "check":
-        print("OK")
-        return EXIT_OK
+    if args.command in ("check", "prices"):
+        from .cli_prices import check, prices
+
+        return check(config, now) if args.command == "check" else prices(config, args.models)
 
     if args.command == "migrate-ledger":
         return _migrate_ledger(config, args, environ)
@@ -356,6 +364,9 @@ def _summaries(records: Sequence[Any]) -> None:
     print()
     (total,) = summarize(records)
     unpriced = f" ({total.unpriced} without a price)" if total.unpriced else ""
+    unpriced_models = sorted({r.model for r in records if r.cost_usd is None and r.model})
+    if unpriced_models:
+        print(f"Models without a price (cost_usd null): {', '.join(unpriced_models)}")
     print(
         f"Total: {total.requests} requests, {total.prompt_tokens} prompt + "
         f"{total.completion_tokens} completion tokens, ${_money(total.cost_usd)}{unpriced}"

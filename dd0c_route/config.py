@@ -355,7 +355,8 @@ class PriceOverride:
     input: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens.")
     output: Optional[Decimal] = setting(None, check=price, doc="Completion tokens.")
     cached_input: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens read from cache.")
-    cache_write: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens written to cache.")
+    cache_write: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens written to cache (5-minute writes).")
+    cache_write_1h: Optional[Decimal] = setting(None, check=price, doc="Prompt tokens written to cache for 1 hour.")
 
 
 def _given_prices(overrides: Mapping[str, PriceOverride]) -> dict[str, dict[str, Decimal]]:
@@ -412,7 +413,7 @@ def parse_config(
         raise ConfigError("ledger.url", "give either path (SQLite) or url (PostgreSQL), not both")
     check_clashes(config.providers)
     check_routing(config.routing, config.providers)
-    check_prices(config.price_overrides)
+    check_prices(config.price_overrides, config.providers)
     return config
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .schema import ConfigError, dotted
 from .secret import Secret
@@ -132,25 +132,17 @@ def check_routing(routing: RoutingConfig, providers: tuple[ProviderConfig, ...])
             _check_served(providers, dotted(f"{prefix}.fallbacks", position), fallback)
 
 
-def check_prices(overrides: Mapping[str, Mapping[str, Decimal]]) -> None:
+def check_prices(overrides: Mapping[str, Mapping[str, Decimal]], providers: Sequence[Any] = ()) -> None:
     """
-    An override for a model the shipped table does not know must give all
-    four prices; then the table is built once with them all, as the start
-    will, so that nothing it could refuse reaches the start.
+    Every override must load as the start will load it (an override for a
+    model the price data does not know must give the four base prices), so
+    that nothing the price table could refuse reaches the start; the error
+    names the override's key.
     """
-    from .metering.prices import PRICE_FIELDS, PriceTable, PriceTableError
+    from .metering.prices import PriceError, Prices
 
-    table = PriceTable.load_default()
     for model, fields in overrides.items():
-        key = dotted("prices", model)
-        missing = [name for name in PRICE_FIELDS if name not in fields]
-        if missing and table.resolve(model) is None:
-            raise ConfigError(
-                key,
-                "the price table does not know this model, so all four prices are needed "
-                f"(missing: {', '.join(missing)})",
-            )
-    try:
-        table.with_overrides(overrides)
-    except PriceTableError as error:
-        raise ConfigError("prices", str(error)) from None
+        try:
+            Prices.load({model: fields}, providers)
+        except PriceError as error:
+            raise ConfigError(dotted("prices", model), str(error)) from None

@@ -11,6 +11,7 @@ record is flushed.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import sys
@@ -148,7 +149,7 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .ledger.spool import Spool
     from .ledger.writer import UsageWriter
     from .metering.meter import Meter
-    from .metering.prices import PriceTable
+    from .metering.prices import Prices, price_warnings
     from .providers.adapters import default_adapters
     from .providers.registry import ProviderRegistry
     from .relay.upstream import UpstreamClient
@@ -184,7 +185,9 @@ def build_service(config: Config, reactor: Any) -> Built:
         _ThreadPoolService(key_pool).setServiceParent(root)
         key_reads = partial(deferToThreadPool, reactor, key_pool)
 
-    prices = PriceTable.load_default().with_overrides(config.price_overrides)
+    prices = Prices.load(config.price_overrides, config.providers)
+    for warning in price_warnings(prices, config.providers, datetime.date.today()):
+        Logger().warn("Prices: {warning}", warning=warning)
     routing = Routing(config, ProviderRegistry(config), reactor)
     # One record per request, published to its subscribers: budgets count
     # it, the writer stores it.

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dd0c_route.config import Config, ConfigError, parse_config
-from dd0c_route.metering.prices import PriceTable
+from dd0c_route.metering.prices import Prices
 from dd0c_route.providers.registry import ProviderRegistry
 
 SECRET = "sk-test-FAKE" + "0f" * 18
@@ -133,7 +133,7 @@ def test_mutated_config_parses_or_names_a_key(raw, environ):
         assert isinstance(config, Config)
         assert SECRET not in repr(config)
         # What the start builds from it must not fail either.
-        PriceTable.load_default().with_overrides(config.price_overrides)
+        Prices.load(config.price_overrides, config.providers)
         ProviderRegistry(config)
     # (deepcopy keeps the same float objects, so a NaN compares equal to itself here.)
     assert raw == before, "parse_config must not change its input"

@@ -10,7 +10,7 @@ from decimal import Decimal
 from zope.interface.verify import verifyObject
 
 from dd0c_route.metering.interfaces import IPriceTable, ITokenCounter
-from dd0c_route.metering.prices import PriceTable
+from dd0c_route.metering.prices import Prices
 from dd0c_route.metering.tokens import TokenCounter
 
 
@@ -27,11 +27,11 @@ def test_token_counter_provides_itokencounter() -> None:
 
 def test_price_table_provides_ipricetable() -> None:
     """
-    The shipped ``PriceTable`` declares and fully implements ``IPriceTable``;
+    ``Prices`` (the dataset with overrides) declares and fully implements ``IPriceTable``;
     an unknown model is priced ``None`` through the interface, a known one
     exactly.
     """
-    table = PriceTable.load_default()
+    table = Prices.load()
     assert verifyObject(IPriceTable, table)
     assert table.price_for("no-such-model-xyz") is None
     assert table.cost_usd("no-such-model-xyz", 1, 1) is None

@@ -1,338 +1,175 @@
 """
-Tests for dd0c_route.metering.prices.
+Tests for dd0c_route.metering.prices: overrides over the dataset, provider-
+qualified overrides, unknown models unpriced, tier names, and the cache.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
+from datetime import date
 from decimal import Decimal
-from fractions import Fraction
-from importlib import resources
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from dd0c_route.metering.usage import UsageFacts
 
-from dd0c_route.metering.prices import (
-    DEFAULT_TABLE_SHA256,
-    PRICE_FIELDS,
-    ModelPrice,
-    PriceTable,
-    PriceTableError,
+from dd0c_route.config import ProviderConfig
+from dd0c_route.metering.dataset import Dataset
+from dd0c_route.metering.prices import CONFIG_SOURCE, PriceError, Prices, price_warnings, tier_name
+
+_DATASET = Dataset.load()
+_SOURCE = f"genai-prices {_DATASET.version}"
+_PROVIDERS = (
+    ProviderConfig(name="openai", kind="openai", base_url="https://api.openai.com/v1", models=("gpt-5.4",)),
+    ProviderConfig(name="together", kind="openai", base_url="https://api.together.xyz/v1"),
+    ProviderConfig(name="groq", kind="openai", base_url="https://api.groq.com/openai/v1"),
 )
 
-_SHIPPED = resources.files("dd0c_route.metering").joinpath("prices.toml").read_bytes()
 
-_REQUIRED_MODELS = [
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "gpt-4.1-nano",
-    "gpt-5",
-    "gpt-5-mini",
-    "gpt-5-nano",
-    "o1",
-    "o3",
-    "o3-mini",
-    "o4-mini",
-    "gpt-4-turbo",
-    "gpt-4",
-    "gpt-3.5-turbo",
-    "text-embedding-3-small",
-    "text-embedding-3-large",
-    "text-embedding-ada-002",
-    "claude-opus-4",
-    "claude-opus-4-1",
-    "claude-opus-4-5",
-    "claude-sonnet-4",
-    "claude-sonnet-4-5",
-    "claude-3-7-sonnet",
-    "claude-3-5-sonnet",
-    "claude-3-5-haiku",
-    "claude-haiku-4-5",
-    "claude-3-haiku",
-    "claude-3-opus",
-]
+def prices(overrides: Any = None) -> Prices:
+    return Prices(_DATASET, overrides or {}, _PROVIDERS)
 
 
-@pytest.fixture(scope="module")
-def table() -> PriceTable:
-    """The shipped table."""
-    return PriceTable.load_default()
+def test_dataset_prices_a_current_model() -> None:
+    """A model only the dataset knows is priced, and the quote names the dataset's version."""
+    quote = prices().quote("gpt-5.4", "openai", prompt_tokens=100_000, completion_tokens=0)
+    assert quote is not None
+    assert (quote.cost_usd, quote.source, quote.tier) == (Decimal("0.25"), _SOURCE, "standard")
 
 
-def test_default_table_provenance(table: PriceTable) -> None:
-    """
-    The shipped table loads with its version, date and the pinned digest of
-    the file, and is parsed once per process.
-    """
-    assert table.version >= 1
-    assert isinstance(table.taken, datetime.date)
-    assert table.sha256 == DEFAULT_TABLE_SHA256 == hashlib.sha256(_SHIPPED).hexdigest()
-    assert table.overridden == frozenset()
-    assert PriceTable.load_default() is table
+def test_unknown_model_is_unpriced() -> None:
+    """A model nothing prices has no quote: never zero, never a guess from a similar name."""
+    table = prices()
+    for model in ("no-such-model", "gpt-5.4-turbo-ultra", "claude-opus-99"):
+        assert table.quote(model, "openai", prompt_tokens=10, completion_tokens=10) is None
+        assert table.price_for(model) is None
 
 
-@pytest.mark.parametrize("model", _REQUIRED_MODELS)
-def test_required_models_are_priced(table: PriceTable, model: str) -> None:
-    """Every model the proxy is expected to serve has all four prices as Decimals."""
-    price = table.price_for(model)
-    assert price is not None
-    assert price.model == model
-    for field in PRICE_FIELDS:
-        assert isinstance(getattr(price, field), Decimal)
+def test_override_wins_over_dataset() -> None:
+    """``[prices."gpt-5.4"]`` replaces the dataset's price; fields left out keep the dataset's."""
+    table = prices({"gpt-5.4": {"output": "1"}})
+    quote = table.quote("gpt-5.4", "openai", prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    assert quote is not None
+    assert (quote.cost_usd, quote.source, quote.tier) == (Decimal("3.5"), CONFIG_SOURCE, "standard")
 
 
-@pytest.mark.parametrize(
-    ("model", "key"),
-    [
-        ("gpt-4o-2024-08-06", "gpt-4o"),
-        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
-        ("openai/gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-        ("GPT-4.1-2025-04-14", "gpt-4.1"),
-        ("gpt-5-2025-08-07", "gpt-5"),
-        ("gpt-5-chat-latest", "gpt-5"),
-        ("o1-preview", "o1"),
-        ("o3-mini-2025-01-31", "o3-mini"),
-        ("gpt-4-0613", "gpt-4"),
-        ("gpt-4-1106-preview", "gpt-4-turbo"),
-        ("gpt-4-turbo-2024-04-09", "gpt-4-turbo"),
-        ("gpt-35-turbo", "gpt-3.5-turbo"),
-        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
-        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
-        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
-        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
-        ("claude-opus-4-0", "claude-opus-4"),
-        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
-        ("anthropic.claude-3-5-sonnet-20240620-v1:0", "claude-3-5-sonnet"),
-        ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
-        ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
-    ],
-)
-def test_dated_ids_resolve_to_base(table: PriceTable, model: str, key: str) -> None:
-    """
-    Dated, versioned and provider-prefixed ids resolve to the longest base
-    entry; an explicit entry or alias (gpt-4o-2024-05-13, gpt-4-1106-preview)
-    wins over the prefix rule.
-    """
-    assert table.resolve(model) == key
+def test_override_is_flat() -> None:
+    """An overridden model has no long-context tier and ignores the service tier: config is what is paid."""
+    table = prices({"claude-sonnet-4-5": {"input": "1", "output": "1", "cached_input": "1", "cache_write": "1"}})
+    quote = table.quote("claude-sonnet-4-5", prompt_tokens=300_000, completion_tokens=0, service_tier="batch")
+    assert quote is not None
+    assert (quote.cost_usd, quote.tier) == (Decimal("0.3"), "standard")
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "llama-3-70b",
-        "gpt-4o-audio-preview",
-        "gpt-4o-mini-realtime-preview",
-        "gpt-3.5-turbo-16k",
-        "claude-opus-4-7",
-        "gpt-5.1",
-        "gpt-4oo",
-        "ft:gpt-4o-mini-2024-07-18:acme::abc",
-        "",
-    ],
-)
-def test_unknown_models_have_no_price(table: PriceTable, model: str) -> None:
-    """
-    Models the table does not price — variants, newer versions, fine-tunes —
-    get None for price and cost, never zero: unpriced usage stays visible.
-    """
-    assert table.price_for(model) is None
-    assert table.cost_usd(model, 1000, 1000) is None
+def test_override_follows_dated_ids() -> None:
+    """An override for a base id prices its dated snapshots too."""
+    table = prices({"gpt-4o": {"input": "1", "output": "1"}})
+    quote = table.quote("gpt-4o-2024-08-06", "openai", prompt_tokens=1_000_000, completion_tokens=0)
+    assert quote is not None and quote.source == CONFIG_SOURCE and quote.cost_usd == Decimal(1)
 
 
-def test_openai_cached_tokens_move_to_cached_rate(table: PriceTable) -> None:
-    """
-    OpenAI-style usage (prompt includes cached): cached tokens are billed at
-    the cached rate and subtracted from the input count.
-    """
-    cost = table.cost_usd("gpt-4o", 1000, 500, cached_tokens=200)
-    # 800 * 2.50 + 200 * 1.25 + 500 * 10.00 = 7250 per million
-    assert cost == Decimal("0.00725")
-    assert str(cost) == "0.007250000000"
+def test_provider_qualified_override() -> None:
+    """``[prices."together/m"]`` prices m served by together only; the same name elsewhere keeps its price."""
+    full = {"input": "0.5", "output": "0.5", "cached_input": "0.5", "cache_write": "0.5"}
+    table = prices({"together/my-llama": full, "groq/my-llama": {**full, "input": "0.1"}})
+    tog = table.quote("my-llama", "together", prompt_tokens=1_000_000, completion_tokens=0)
+    groq = table.quote("my-llama", "groq", prompt_tokens=1_000_000, completion_tokens=0)
+    assert tog is not None and groq is not None
+    assert (tog.cost_usd, groq.cost_usd) == (Decimal("0.5"), Decimal("0.1"))
+    assert table.quote("my-llama", "openai", prompt_tokens=1, completion_tokens=0) is None
 
 
-def test_anthropic_cache_tokens_billed_on_top(table: PriceTable) -> None:
-    """
-    Anthropic-style usage (input excludes cache reads and writes): each is
-    billed on top of input at its own rate.
-    """
-    cost = table.cost_usd(
-        "claude-sonnet-4-5-20250929",
-        1000,
-        500,
-        cached_tokens=200,
-        cache_creation_tokens=100,
-        prompt_includes_cached=False,
+def test_slash_in_model_name_is_not_a_provider() -> None:
+    """A model name with a slash whose prefix is no configured provider is an ordinary override key."""
+    full = {"input": "2", "output": "2", "cached_input": "2", "cache_write": "2"}
+    table = prices({"meta-llama/llama-x": full})
+    quote = table.quote("meta-llama/llama-x", "together", prompt_tokens=1_000_000, completion_tokens=0)
+    assert quote is not None and quote.cost_usd == Decimal(2)
+
+
+def test_new_model_needs_all_prices() -> None:
+    """An override for a model the data does not know must give every price; a typo'd field is an error."""
+    with pytest.raises(PriceError, match="missing"):
+        prices({"my-model": {"input": "1"}})
+    with pytest.raises(PriceError, match="unknown"):
+        prices({"gpt-5.4": {"ouptut": "1"}})
+    with pytest.raises(PriceError, match="non-negative"):
+        prices({"gpt-5.4": {"output": "-1"}})
+
+
+def test_one_hour_write_default_for_new_model() -> None:
+    """Without ``cache_write_1h``, a config-only model bills 1-hour writes as cache writes."""
+    table = prices({"mine": {"input": "1", "output": "1", "cached_input": "0", "cache_write": "2"}})
+    quote = table.quote(
+        "mine", prompt_tokens=0, completion_tokens=0, cache_creation_tokens=1_000_000,
+        cache_creation_1h_tokens=500_000, prompt_includes_cached=False,
     )
-    # 1000 * 3 + 200 * 0.30 + 100 * 3.75 + 500 * 15 = 10935 per million
-    assert cost == Decimal("0.010935")
+    assert quote is not None and quote.cost_usd == Decimal(2)
 
 
-def test_inconsistent_usage_rejected(table: PriceTable) -> None:
-    """
-    Cached tokens larger than an OpenAI-style prompt, negative or non-int
-    counts are errors that say what to check, not a negative or float bill.
-    """
-    with pytest.raises(ValueError, match="prompt_includes_cached=False"):
-        table.cost_usd("gpt-4o", 10, 0, cached_tokens=20)
-    with pytest.raises(ValueError, match="completion_tokens=-1"):
-        table.cost_usd("gpt-4o", 10, -1)
-    with pytest.raises(ValueError, match=r"prompt_tokens=1\.5"):
-        table.cost_usd("gpt-4o", 1.5, 0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="prompt_tokens=True"):
-        table.cost_usd("gpt-4o", True, 0)
+def test_dataset_provider_prices() -> None:
+    """A provider named like a dataset provider is priced by that provider's list."""
+    quote = prices().quote("llama-3.3-70b-versatile", "groq", prompt_tokens=1_000_000, completion_tokens=0)
+    assert quote is not None and quote.source == _SOURCE and quote.cost_usd > 0
 
 
-@given(
-    model=st.sampled_from(_REQUIRED_MODELS),
-    prompt=st.integers(min_value=0, max_value=10**12),
-    cached=st.integers(min_value=0, max_value=10**12),
-    creation=st.integers(min_value=0, max_value=10**12),
-    completion=st.integers(min_value=0, max_value=10**12),
-)
-def test_cost_is_exact(table: PriceTable, model: str, prompt: int, cached: int, creation: int, completion: int) -> None:
-    """
-    Costs are exact: they equal the rational-number bill to the last digit
-    for token counts up to a trillion, and splitting a request's output in
-    two never changes the total (a float sum would drift).
-    """
-    price = table.price_for(model)
-    assert price is not None
-    cost = table.cost_usd(model, prompt, completion, cached, creation, prompt_includes_cached=False)
-    assert isinstance(cost, Decimal)
-    exact = (
-        prompt * Fraction(price.input)
-        + cached * Fraction(price.cached_input)
-        + creation * Fraction(price.cache_write)
-        + completion * Fraction(price.output)
-    ) / 10**6
-    assert Fraction(cost) == exact
-    half = completion // 2
-    parts = price.cost_usd(prompt, half, cached, creation, prompt_includes_cached=False)
-    rest = price.cost_usd(0, completion - half, prompt_includes_cached=False)
-    assert parts + rest == cost
+def test_facts_service_tier_and_long_context() -> None:
+    """A response's reported service tier and a long prompt both show in the quote's tier."""
+    facts = UsageFacts()
+    facts.take_body({"service_tier": "flex", "usage": {"prompt_tokens": 300_000, "completion_tokens": 1}})
+    quote = prices().quote_facts("gpt-5.4", "openai", facts)
+    assert quote is not None and quote.tier == "flex+long_context"
 
 
-def test_tampered_table_rejected() -> None:
-    """A table that differs from the reviewed file by one digit is refused at load."""
-    tampered = _SHIPPED.replace(b"output = 10.00", b"output = 1.00", 1)
-    assert tampered != _SHIPPED
-    with pytest.raises(PriceTableError, match="not the reviewed one"):
-        PriceTable.from_toml(tampered, expected_sha256=DEFAULT_TABLE_SHA256)
-
-
-def _edit(old: str, new: str) -> bytes:
-    edited = _SHIPPED.replace(old.encode(), new.encode(), 1)
-    assert edited != _SHIPPED, old
-    return edited
+def test_no_tokens_costs_zero_when_priced() -> None:
+    """A request without usage costs zero for a known model and stays unpriced for an unknown one."""
+    facts = UsageFacts()
+    quote = prices().quote_facts("gpt-5.4", "openai", facts)
+    assert quote is not None and quote.cost_usd == 0
+    assert prices().quote_facts("nope", "openai", facts) is None
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("variant", "long_context", "name"),
     [
-        (_edit("cache_write = 2.50\n", ""), "exactly the fields"),
-        (_edit("input = 2.50", "input = -2.50"), "non-negative"),
-        (_edit("input = 2.50", 'input = "two"'), "decimal number"),
-        (_edit("input = 2.50", "input = 2.5000001"), "at most 6 decimals"),
-        (_edit("input = 2.50", "input = true"), "decimal string or number"),
-        (_edit("cached_input = 1.25", "cached_input = 12.5"), "columns swapped"),
-        (_edit('"gpt-5-chat-latest" = "gpt-5"', '"gpt-5-chat-latest" = "gpt-6"'), "alias"),
-        (_edit('[models."gpt-4o"]', '[models."OpenAI/gpt-4o"]'), "bare lower-case"),
-        (_edit('taken = "', 'taken = "x'), "ISO date"),
-        (_edit("version = 1", "version = 0"), "positive integer"),
-        (_edit('currency = "USD"', 'currency = "EUR"'), "USD"),
-        (_edit('currency = "USD"', 'currency = "USD"\nextra = 1'), "top-level keys"),
-        (_edit("[aliases]", "[aliases"), "not valid TOML"),
+        (None, False, "standard"),
+        ("default", False, "standard"),
+        (None, True, "long_context"),
+        ("flex", False, "flex"),
+        ("batch", True, "batch+long_context"),
     ],
 )
-def test_schema_errors_rejected(data: bytes, message: str) -> None:
-    """
-    Each kind of malformed table (missing field, negative, non-numeric,
-    over-precise or boolean price, swapped columns, dangling alias, bad key,
-    bad date/version/currency, unknown keys, broken TOML) is refused with a
-    message naming the problem.
-    """
-    with pytest.raises(PriceTableError, match=message):
-        PriceTable.from_toml(data)
+def test_tier_names(variant: Any, long_context: bool, name: str) -> None:
+    """The record's price_tier combines the variant and long context."""
+    assert tier_name(variant, long_context) == name
 
 
-def test_prices_are_never_floats() -> None:
-    """TOML numbers are parsed as Decimal: 0.1 is exactly one tenth."""
-    data = _edit(
-        "input = 0.10\noutput = 0.40\ncached_input = 0.025", "input = 0.1\noutput = 0.40\ncached_input = 0.025"
-    )
-    table = PriceTable.from_toml(data)
-    price = table.price_for("gpt-4.1-nano")
-    assert price is not None
-    assert price.input == Decimal("0.1")
-    assert Fraction(price.input) == Fraction(1, 10)
+def test_rates_cached_and_bounded() -> None:
+    """Rates are resolved once per model; the cache of client-chosen names is bounded."""
+    table = prices()
+    first = table.rates("gpt-5.4", "openai", when=1.8e9)
+    assert table.rates("gpt-5.4", "openai", when=1.8e9) is first
+    for i in range(5000):
+        table.rates(f"unknown-{i}", "openai", when=1.8e9)
+    assert len(table._cache) <= 4096
 
 
-def test_overrides_merge_fields(table: PriceTable) -> None:
-    """
-    A partial override changes only the given fields of a known model,
-    accepts strings, ints and floats exactly, and leaves the original
-    table untouched.
-    """
-    updated = table.with_overrides({"gpt-4o": {"input": "2.00", "output": 9, "cached_input": 0.5}})
-    price = updated.price_for("gpt-4o-2024-08-06")
-    assert price == ModelPrice("gpt-4o", Decimal("2.00"), Decimal(9), Decimal("0.5"), Decimal("2.50"))
-    assert updated.overridden == frozenset({"gpt-4o"})
-    assert updated.sha256 == table.sha256
-    original = table.price_for("gpt-4o")
-    assert original is not None and original.input == Decimal("2.50")
+def test_warnings() -> None:
+    """``check`` warns for each configured exact model nothing prices, and for stale data."""
+    providers = (*_PROVIDERS, ProviderConfig(name="x", kind="openai", base_url="http://127.0.0.1:1", models=("zz-1", "g*")))
+    table = Prices(_DATASET, {}, providers)
+    newest = _DATASET.data_date(date(2100, 1, 1))
+    assert newest is not None
+    fresh = price_warnings(table, providers, newest)
+    assert len(fresh) == 1 and "'zz-1'" in fresh[0]
+    stale = price_warnings(table, providers, date.fromordinal(newest.toordinal() + 91))
+    assert len(stale) == 2 and "older than 90 days" in stale[1]
 
 
-def test_override_of_dated_id_is_its_own_entry(table: PriceTable) -> None:
-    """
-    Overriding a dated id creates an entry for it, starting from the base's
-    prices, without changing the base model.
-    """
-    updated = table.with_overrides({"gpt-4o-2024-11-20": {"output": "8"}})
-    dated = updated.price_for("gpt-4o-2024-11-20")
-    base = updated.price_for("gpt-4o")
-    assert dated is not None and base is not None
-    assert (dated.input, dated.output) == (Decimal("2.50"), Decimal("8"))
-    assert base.output == Decimal("10.00")
-
-
-def test_override_adds_unknown_model(table: PriceTable) -> None:
-    """
-    A model the table does not know can be priced by config with all four
-    fields; with fewer it is an error naming the missing ones.
-    """
-    fields: dict[str, Any] = {
-        "input": "0.20",
-        "output": "0.60",
-        "cached_input": "0.20",
-        "cache_write": "0.20",
-    }
-    updated = table.with_overrides({"llama-3-70b": fields})
-    assert updated.cost_usd("llama-3-70b", 10**6, 10**6) == Decimal("0.80")
-    with pytest.raises(PriceTableError, match="cache_write"):
-        table.with_overrides({"llama-3-70b": {"input": "1", "output": "1", "cached_input": "1"}})
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"inptu": "1"}, "Unknown price fields"),
-        ({"input": "-1"}, "non-negative"),
-        ({"input": "NaN"}, "finite"),
-        ({"input": float("inf")}, "finite"),
-        ({"input": True}, "decimal string or number"),
-        ({"input": "abc"}, "decimal number"),
-    ],
-)
-def test_bad_overrides_rejected(table: PriceTable, fields: dict[str, Any], message: str) -> None:
-    """
-    A typo'd field name or an invalid value in config is an error naming the
-    model and field, so a mistake cannot leave the old price in force.
-    """
-    with pytest.raises(PriceTableError, match=message) as raised:
-        table.with_overrides({"gpt-4o": fields})
-    assert "gpt-4o" in str(raised.value)
+def test_describe() -> None:
+    """``dd0c-route prices`` lines: the source, then one row per tier with its rates."""
+    lines = prices().describe("claude-sonnet-4-5")
+    assert lines[0] == f"claude-sonnet-4-5: claude-sonnet-4-5, source {_SOURCE}, USD per million tokens"
+    assert lines[2].split() == ["standard", "3", "15", "0.3", "3.75", "6"]
+    assert lines[3].split()[:3] == ["long_context", "(input", ">"]
+    assert any(line.split()[0] == "batch" for line in lines)
+    assert prices().describe("nope") == ["nope: no price (cost_usd stays null)"]

@@ -227,11 +227,35 @@ def test_migration_adds_routing_columns_to_an_existing_ledger():
         conn.commit()
         conn.close()
         with SQLiteLedger(path) as store:
-            assert store.schema_version == SCHEMA_VERSION == 3
+            assert store.schema_version == SCHEMA_VERSION
             (old,) = store.read_records()
             assert old.request_id == "old" and old.attempts is None and old.cost_shadow_usd is None
             assert old.price_source is None and old.price_tier is None
             new = UsageRecord(request_id="new", attempts="a@p:429,b@q:200", shadow_model="m", cost_shadow_usd=Decimal("0.000001"))
+            store.write_records([new])
+            assert store.read_records()[1] == new
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_migration_adds_price_columns_to_an_existing_ledger():
+    """A ledger written before price provenance (schema 2) gains price_source/price_tier and keeps its rows."""
+    directory = tempfile.mkdtemp()
+    try:
+        path = os.path.join(directory, "old.sqlite3")
+        conn = sqlite3.connect(path)
+        for step in _MIGRATIONS[:2]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO usage (request_id, endpoint, tokens_counted_locally, status, stream, disconnected, latency_ms, created_at, cost_usd) VALUES ('old', '/v1/x', '', 200, 0, 0, 1.0, 5.0, '0.5')")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
+        with SQLiteLedger(path) as store:
+            assert store.schema_version == SCHEMA_VERSION == 3
+            (old,) = store.read_records()
+            assert old.cost_usd == Decimal("0.5") and old.price_source is None and old.price_tier is None
+            new = UsageRecord(request_id="new", cost_usd=Decimal("1"), price_source="genai-prices 0.2.3", price_tier="batch+long_context")
             store.write_records([new])
             assert store.read_records()[1] == new
     finally:

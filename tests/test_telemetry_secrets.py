@@ -19,7 +19,7 @@ from dd0c_route.ledger.interfaces import KeyInfo
 from dd0c_route.ledger.keys import generate_key, hash_key
 from dd0c_route.ledger.records import record_to_json
 from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
-from dd0c_route.metering.prices import PriceTable
+from dd0c_route.metering.prices import Prices
 from dd0c_route.metering.usage import UsageFacts
 from dd0c_route.redacting_observer import RedactingObserver
 
@@ -42,7 +42,7 @@ def test_usage_records_never_hold_keys():
     """
     fed = generated_secrets()
     records = []
-    meter = Meter(records.append, PriceTable.load_default(), lambda f, *a: None)
+    meter = Meter(records.append, Prices.load(), lambda f, *a: None)
     for secret in fed:
         info = RequestInfo(
             request_id="req_x", started=1.0, endpoint=f"/v1/{secret}", key_id="key_abc",

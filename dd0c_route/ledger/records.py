@@ -58,6 +58,10 @@ class UsageRecord:
     #: have cost on the same token counts.
     shadow_model: Optional[str] = None
     cost_shadow_usd: Optional[Decimal] = None
+    #: What priced ``cost_usd`` (``genai-prices 0.2.3`` or ``config``) and
+    #: at which tier (``standard``, ``long_context``, ``flex``, ``priority``,
+    #: ``batch``, ``batch+long_context``...; see metering/prices.py):
+    #: enough to re-derive the bill.  ``None`` when nothing priced it.
     price_source: Optional[str] = None
     price_tier: Optional[str] = None
 

@@ -4,7 +4,7 @@ The metering seams: what the meter and the providers count and price with.
 
 The meter, routing and the providers depend on these interfaces, never on
 the concrete :class:`~dd0c_route.metering.tokens.TokenCounter` or
-:class:`~dd0c_route.metering.prices.PriceTable`, so a test (or the fake
+:class:`~dd0c_route.metering.prices.Prices`, so a test (or the fake
 providers) can hand in a verified double.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from zope.interface import Interface
 
 if TYPE_CHECKING:
-    from dd0c_route.metering.prices import ModelPrice
+    from dd0c_route.metering.prices import Priced, Quote
 
 __all__ = ["IPriceTable", "ITokenCounter"]
 
@@ -34,8 +34,11 @@ class ITokenCounter(Interface):
 class IPriceTable(Interface):
     """The pricing seam: what a request costs, by model, exactly."""
 
-    def price_for(model: str) -> Optional[ModelPrice]:  # type: ignore[empty-body]
-        """``model``'s prices, or ``None`` when the table does not know it."""
+    def price_for(model: str) -> Optional[Priced]:  # type: ignore[empty-body]
+        """``model``'s standard rates, or ``None`` when no source prices it."""
+
+    def quote_facts(model: Optional[str], provider: Optional[str], facts: Any, when: Optional[float] = None) -> Optional[Quote]:  # type: ignore[empty-body]
+        """One request's cost from its UsageFacts, with what priced it (source, tier)."""
 
     def cost_usd(  # type: ignore[empty-body]
         model: str,

@@ -211,9 +211,10 @@ class Meter:
     def _record(
         self, info: RequestInfo, facts: UsageFacts, outcome: Outcome, local: str
     ) -> UsageRecord:
-        cost = self._cost(info.model, facts)
+        quote = self._quote(info.model, info.provider, facts, info.started)
+        cost = None if quote is None else quote.cost_usd
         cost_requested = (
-            cost if info.model_requested == info.model else self._cost(info.model_requested, facts)
+            cost if info.model_requested == info.model else _cost(self._quote(info.model_requested, None, facts, info.started))
         )
         return UsageRecord(
             request_id=info.request_id,
@@ -244,6 +245,8 @@ class Meter:
             attempts=None if info.attempts is None else client_text(info.attempts, limit=1024),
             shadow_model=info.shadow_model,
             cost_shadow_usd=self._shadow_cost(info, facts),
+            price_source=None if quote is None else quote.source,
+            price_tier=None if quote is None else quote.tier,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:
@@ -259,17 +262,18 @@ class Meter:
             prompt_includes_cached=info.shadow_prompt_includes_cached,
         )
 
-    def _cost(self, model: Optional[str], facts: UsageFacts) -> Optional[Decimal]:
-        if model is None or (facts.prompt_tokens is None and facts.completion_tokens is None):
-            return None if model is None else (Decimal(0) if self._prices.price_for(model) else None)
-        return self._prices.cost_usd(
-            model,
-            facts.prompt_tokens or 0,
-            facts.completion_tokens or 0,
-            cached_tokens=facts.cached_tokens or 0,
-            cache_creation_tokens=facts.cache_creation_tokens or 0,
-            prompt_includes_cached=facts.prompt_includes_cached,
-        )
+    def _quote(self, model: Optional[str], provider: Optional[str], facts: UsageFacts, when: float) -> Any:
+        try:
+            return self._prices.quote_facts(model, provider, facts, when)
+        except ValueError as error:
+            # Usage that contradicts itself (more cached than prompt): the
+            # record is kept, unpriced, rather than lost.
+            log.warn("usage could not be priced: {error}", error=str(error))
+            return None
+
+
+def _cost(quote: Any) -> Optional[Decimal]:
+    return None if quote is None else quote.cost_usd
 
 
 #: The most characters of a client-controlled string a record keeps.

@@ -1,309 +1,327 @@
 # Tests: tests/test_prices.py
 """
-What tokens cost: a versioned price table, and exact Decimal arithmetic on it.
+What a request cost: operator overrides first, then the maintained dataset.
 
-The default table is package data (``prices.toml``), list prices as of the
-date it records.  Two checks guard it at load, for two different failures:
+Sources, in order (the first that prices a model wins):
 
-* a **schema check** (every entry has exactly the four prices, each a finite,
-  non-negative Decimal with at most 6 decimals, and
-  ``cached_input <= input <= cache_write``; aliases point at entries) catches
-  an edit that is wrong — a missing field, a typo'd key, swapped columns;
-* a **pinned sha256** of the file catches an edit that is *unreviewed*: the
-  table that prices a bill must be exactly the one this code release was
-  reviewed with, so that ``version`` + ``sha256`` in a usage record name the
-  prices used, and a price change is a deliberate two-line diff.
+1. **config**, ``[prices."model"]`` or, where two providers serve one name
+   at different prices, ``[prices."provider/model"]`` (``provider`` is a
+   configured provider's name).  An override is a *flat* price -- what the
+   operator negotiated is what is paid: no tiers, no variants.  Fields it
+   leaves out come from the dataset's standard rates; a model the dataset
+   does not know needs ``input``, ``output``, ``cached_input`` and
+   ``cache_write`` (``cache_write_1h`` defaults to ``cache_write``).
+   A dated id (``gpt-4o-2024-11-20``) follows its base's override.
+2. **genai-prices** (``metering/dataset.py``), for every model it knows, with
+   its long-context tiers and its ``service_tier``/Batch variants.
 
-Operators change prices through ``with_overrides`` (config), never by editing
-the installed file.  An unknown model has no price: ``None``, never zero,
-so that unpriced usage stays visible instead of looking free.
+A model neither prices has no cost: ``None``, never zero, so unpriced usage
+stays visible instead of looking free.  Fine-tunes (``ft:...``) are billed
+above their base model: only a fine-tune entry (the dataset's or config's)
+prices one, never its base model's.
+
+Hot path: ``quote`` is one dict lookup for the cached rates (resolved on a
+model's first use, again only when the dataset's choice can change, e.g. at
+a dated price change) and the ``Decimal`` arithmetic of ``metering/rates.py``.
+Every quote names its ``source`` (``genai-prices 0.2.3`` or ``config``) and
+its ``tier`` (see ``tier_name``), which the usage record keeps so that a bill
+can be re-derived.
 """
 
 from __future__ import annotations
 
-import datetime
 import decimal
-import functools
-import hashlib
 import re
-import tomllib
-import types
+import time
+from datetime import date
 from decimal import Decimal
-from importlib import resources
-from itertools import chain
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import attrs
 from zope.interface import implementer
 
-from dd0c_route.metering.interfaces import IPriceTable
-from dd0c_route.metering.model_names import normalize_model
+from .dataset import Dataset, context_for_tier
+from .interfaces import IPriceTable
+from .rates import RATE_FIELDS, Rates, TieredRates, check_rate
 
 __all__ = [
-    "DEFAULT_TABLE_SHA256",
-    "PRICE_FIELDS",
-    "ModelPrice",
-    "PriceTable",
-    "PriceTableError",
-    "PriceValue",
+    "CONFIG_SOURCE",
+    "OVERRIDE_FIELDS",
+    "PriceError",
+    "Priced",
+    "Prices",
+    "Quote",
+    "price_warnings",
+    "tier_name",
 ]
 
-DEFAULT_TABLE_SHA256 = "507c9abd28b740a6ebf17abe60910f70754d8b3b98e65dfd6dd533b6da3a5743"
-"""sha256 of ``prices.toml`` as reviewed; update together with the file."""
+CONFIG_SOURCE = "config"
 
-PRICE_FIELDS: tuple[str, ...] = ("input", "output", "cached_input", "cache_write")
+#: Config's override fields and the rate each sets.
+OVERRIDE_FIELDS: Mapping[str, str] = {
+    "input": "input",
+    "output": "output",
+    "cached_input": "cache_read",
+    "cache_write": "cache_write",
+    "cache_write_1h": "cache_write_1h",
+}
+_REQUIRED_FOR_NEW = ("input", "output", "cached_input", "cache_write")
+
+#: Service tiers whose rates ``dd0c-route prices`` shows beside the standard ones.
+SHOWN_TIERS = ("flex", "priority", "fast", "batch")
 
 PriceValue = Union[str, int, float, Decimal]
-"""What an override may give for a price: parsed exactly, floats via repr."""
 
-_DATA_FILE = "prices.toml"
-_MAX_DECIMALS = 6
-_MAX_TOKENS = 10**15
-_MILLION_EXPONENT = -6
-_COST_QUANTUM = Decimal(1).scaleb(_MILLION_EXPONENT - _MAX_DECIMALS)
-_EXACT = decimal.Context(
-    prec=60,
-    traps=[decimal.InvalidOperation, decimal.Inexact, decimal.Overflow],
-)
-# Prices have <= 6 decimals and token counts < 1e15, so every cost is exact at
-# 1e-12 USD in 60 digits; the Inexact trap turns any violation of that
-# reasoning into an error instead of a silently rounded bill.
+#: Distinct (provider, model, service tier) entries kept; model names come
+#: from clients, so the cache is bounded (when full it starts over).
+_CACHE_LIMIT = 4096
 
 _DATED_SUFFIX = re.compile(r"(?:-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest|preview|v\d+(?::\d+)?))+")
 
 
-class PriceTableError(ValueError):
-    """The price data (shipped or overridden) is malformed; nothing was loaded."""
+class PriceError(ValueError):
+    """An override in config is malformed; nothing was loaded."""
+
+
+@attrs.frozen
+class Quote:
+    """One request's cost, with what priced it."""
+
+    cost_usd: Decimal
+    source: str
+    tier: str
+
+
+@attrs.frozen
+class Priced:
+    """The rates in force for a model, and where they come from."""
+
+    key: str
+    source: str
+    rates: TieredRates
+    variant: Optional[str] = None
+    valid_until: float = float("inf")
+
+
+def tier_name(variant: Optional[str], long_context: bool) -> str:
+    """
+    The record's ``price_tier``: ``standard``, or the variant the provider
+    reported (``flex``, ``priority``, ``fast``, ``batch``), with
+    ``long_context`` when the request's input passed a long-context
+    threshold -- ``long_context`` alone for the standard rates,
+    ``batch+long_context`` for both.
+    """
+    base = "standard" if variant in (None, "default") else str(variant)
+    if not long_context:
+        return base
+    return "long_context" if base == "standard" else f"{base}+long_context"
 
 
 def _to_price(model: str, field: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise PriceTableError(
+        raise PriceError(
             f"A price must be a decimal string or number: model={model!r} field={field!r} type={type(value).__name__}"
         )
     try:
         price = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except decimal.InvalidOperation:
-        raise PriceTableError(
-            f"A price must be a decimal number: model={model!r} field={field!r} value={value!r}"
+        return check_rate(field, price)
+    except (decimal.InvalidOperation, ValueError):
+        raise PriceError(
+            f"A price must be a finite, non-negative decimal number: model={model!r} field={field!r} value={value!r}"
         ) from None
-    if not price.is_finite() or price < 0:
-        raise PriceTableError(
-            f"A price must be finite and non-negative: model={model!r} field={field!r} value={value!r}"
-        )
-    exponent = price.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -_MAX_DECIMALS and price != price.quantize(Decimal(1).scaleb(-_MAX_DECIMALS)):
-        raise PriceTableError(
-            f"A price per million tokens may have at most {_MAX_DECIMALS} decimals: "
-            f"model={model!r} field={field!r} value={value!r}"
-        )
-    return price
 
 
-def _price_key(model: str) -> str:
+def _name(model: str) -> str:
+    return model.strip().lower()
+
+
+def _match_key(name: str, keys: Iterable[str]) -> Optional[str]:
+    """An exact key, else the longest that ``name`` extends by dated/version suffixes only."""
+    best: Optional[str] = None
+    for key in keys:
+        if key == name:
+            return key
+        if (
+            (best is None or len(key) > len(best))
+            and name.startswith(key)
+            and _DATED_SUFFIX.fullmatch(name, len(key)) is not None
+        ):
+            best = key
+    return best
+
+
+@implementer(IPriceTable)
+class Prices:
     """
-    ``normalize_model``, except that fine-tunes stay fine-tunes.
+    The proxy's prices: config's overrides over a ``Dataset`` (or none).
 
-    OpenAI bills a fine-tuned model above its base model, so
-    ``ft:gpt-4o-mini-2024-07-18:org::id`` must not take gpt-4o-mini's price:
-    it is keyed ``ft:gpt-4o-mini-2024-07-18`` and is unknown unless config
-    prices ``ft:gpt-4o-mini``.
+    ``providers`` are the configured providers (anything with ``name``,
+    ``kind`` and ``base_url``): a record's provider name tells which
+    dataset provider bills it.
     """
-    name = model.strip().lower()
-    if name.startswith("ft:"):
-        return "ft:" + normalize_model(name)
-    return normalize_model(name)
 
-
-def _check_price(instance: Any, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
-    _to_price(getattr(instance, "model", "?"), attribute.name, value)
-
-
-def _check_tokens(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_TOKENS:
-        raise ValueError(f"A token count must be an int between 0 and {_MAX_TOKENS}: {name}={value!r}")
-
-
-@attrs.frozen
-class ModelPrice:
-    """One model's prices in USD per million tokens (see ``prices.toml``)."""
-
-    model: str
-    input: Decimal = attrs.field(validator=_check_price)
-    output: Decimal = attrs.field(validator=_check_price)
-    cached_input: Decimal = attrs.field(validator=_check_price)
-    cache_write: Decimal = attrs.field(validator=_check_price)
-
-    def cost_usd(
+    def __init__(
         self,
+        dataset: Optional[Dataset],
+        overrides: Mapping[str, Mapping[str, PriceValue]] = {},
+        providers: Sequence[Any] = (),
+        now: Optional[float] = None,
+    ) -> None:
+        self.dataset = dataset
+        self._provider_ids: dict[str, Optional[str]] = {}
+        for provider in providers:
+            self._provider_ids[provider.name] = (
+                None if dataset is None else dataset.provider_id(provider.name, provider.kind, provider.base_url)
+            )
+        self._cache: dict[tuple[Optional[str], str, Optional[str]], Optional[Priced]] = {}
+        when = time.time() if now is None else now
+        #: (provider name or None) -> {model key: Priced}
+        self._overrides: dict[Optional[str], dict[str, Priced]] = {}
+        for model, fields in overrides.items():
+            provider, _, bare = model.partition("/")
+            if bare and provider in self._provider_ids:
+                self._add_override(provider, _name(bare), model, fields, when)
+            else:
+                self._add_override(None, _name(model), model, fields, when)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Mapping[str, PriceValue]] = {}, providers: Sequence[Any] = ()
+    ) -> Prices:
+        """Overrides over the installed genai-prices data."""
+        return cls(Dataset.load(), overrides, providers)
+
+    def _add_override(
+        self, provider: Optional[str], key: str, label: str, fields: Mapping[str, PriceValue], when: float
+    ) -> None:
+        unknown = sorted(set(fields) - set(OVERRIDE_FIELDS))
+        if unknown:
+            raise PriceError(
+                f"Unknown price fields in override; expected some of {list(OVERRIDE_FIELDS)}: "
+                f"model={label!r} unknown={unknown}"
+            )
+        values = {OVERRIDE_FIELDS[f]: _to_price(label, f, v) for f, v in fields.items()}
+        base = self._from_dataset(provider, key, None, when)
+        if base is not None:
+            rates = attrs.evolve(base.rates.base, **values)
+        else:
+            missing = [f for f in _REQUIRED_FOR_NEW if f not in fields]
+            if missing:
+                raise PriceError(
+                    "An override for a model the price data does not know must give "
+                    f"{list(_REQUIRED_FOR_NEW)}: model={label!r} missing={missing}"
+                )
+            values.setdefault("cache_write_1h", values["cache_write"])
+            rates = Rates(**values)
+        self._overrides.setdefault(provider, {})[key] = Priced(key, CONFIG_SOURCE, TieredRates(rates))
+
+    def _from_dataset(
+        self, provider: Optional[str], name: str, service_tier: Optional[str], when: float
+    ) -> Optional[Priced]:
+        if self.dataset is None:
+            return None
+        provider_id = self._provider_ids.get(provider) if provider is not None else None
+        resolved = self.dataset.resolve(provider_id, name, context_for_tier(service_tier), when)
+        if resolved is None:
+            return None
+        return Priced(
+            resolved.model_id, self.dataset.source, resolved.rates, resolved.variant, resolved.valid_until
+        )
+
+    def rates(
+        self,
+        model: str,
+        provider: Optional[str] = None,
+        service_tier: Optional[str] = None,
+        when: Optional[float] = None,
+    ) -> Optional[Priced]:
+        """The rates in force for ``model`` served by ``provider``, or ``None``."""
+        when = time.time() if when is None else when
+        cache_key = (provider, model, service_tier)
+        try:
+            priced = self._cache[cache_key]
+        except KeyError:
+            pass
+        else:
+            if priced is None or when < priced.valid_until:
+                return priced
+        priced = self._resolve(model, provider, service_tier, when)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[cache_key] = priced
+        return priced
+
+    def _resolve(
+        self, model: str, provider: Optional[str], service_tier: Optional[str], when: float
+    ) -> Optional[Priced]:
+        name = _name(model)
+        for scope in ((provider, None) if provider is not None else (None,)):
+            table = self._overrides.get(scope)
+            if table:
+                key = _match_key(name, table)
+                if key is not None:
+                    return table[key]
+        return self._from_dataset(provider, name, service_tier, when)
+
+    def quote(
+        self,
+        model: Optional[str],
+        provider: Optional[str] = None,
+        *,
         prompt_tokens: int,
         completion_tokens: int,
         cached_tokens: int = 0,
         cache_creation_tokens: int = 0,
-        *,
+        cache_creation_1h_tokens: int = 0,
         prompt_includes_cached: bool = True,
-    ) -> Decimal:
+        service_tier: Optional[str] = None,
+        when: Optional[float] = None,
+    ) -> Optional[Quote]:
         """
-        The exact cost in USD, with 12 decimals.
+        The cost of one request, or ``None`` for a model nothing prices.
 
-        Providers report cache use two ways.  OpenAI's ``prompt_tokens``
-        *includes* ``cached_tokens`` (``prompt_includes_cached=True``, the
-        default): the cached part is moved from the input rate to the cached
-        rate.  Anthropic's ``input_tokens`` *excludes* cache reads and writes
-        (pass ``False``): each is billed on top at its own rate.
+        OpenAI's ``prompt_tokens`` include cache reads
+        (``prompt_includes_cached=True``); Anthropic's ``input_tokens``
+        exclude cache reads and writes (``False``).
         """
-        _check_tokens("prompt_tokens", prompt_tokens)
-        _check_tokens("completion_tokens", completion_tokens)
-        _check_tokens("cached_tokens", cached_tokens)
-        _check_tokens("cache_creation_tokens", cache_creation_tokens)
-        uncached = prompt_tokens
-        if prompt_includes_cached:
-            uncached = prompt_tokens - cached_tokens - cache_creation_tokens
-            if uncached < 0:
-                raise ValueError(
-                    "Cached tokens exceed the prompt they are part of; is this "
-                    "Anthropic-style usage (prompt_includes_cached=False)? "
-                    f"prompt_tokens={prompt_tokens} cached_tokens={cached_tokens} "
-                    f"cache_creation_tokens={cache_creation_tokens}"
-                )
-        with decimal.localcontext(_EXACT):
-            per_million = (
-                uncached * self.input
-                + cached_tokens * self.cached_input
-                + cache_creation_tokens * self.cache_write
-                + completion_tokens * self.output
-            )
-            return per_million.scaleb(_MILLION_EXPONENT).quantize(_COST_QUANTUM)
-
-
-def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return types.MappingProxyType(dict(value))
-
-
-@implementer(IPriceTable)
-@attrs.frozen(eq=False)
-class PriceTable:
-    """
-    Prices by model id, with the provenance a bill needs.
-
-    ``version``, ``taken`` and ``sha256`` describe the shipped file;
-    ``overridden`` names the entries that config changed on top of it.
-    """
-
-    version: int
-    taken: datetime.date
-    sha256: str
-    models: Mapping[str, ModelPrice] = attrs.field(converter=_frozen_map)
-    aliases: Mapping[str, str] = attrs.field(converter=_frozen_map, factory=dict)
-    overridden: frozenset[str] = frozenset()
-
-    @classmethod
-    def load_default(cls) -> PriceTable:
-        """The shipped table, verified; parsed once per process (it is immutable)."""
-        return _load_default()
-
-    @classmethod
-    def from_toml(cls, data: bytes, *, expected_sha256: Optional[str] = None) -> PriceTable:
-        """
-        Parse and validate a table in the ``prices.toml`` format.
-
-        Numbers are parsed straight to ``Decimal``: a float never exists, not
-        even transiently.
-        """
-        digest = hashlib.sha256(data).hexdigest()
-        if expected_sha256 is not None and digest != expected_sha256:
-            raise PriceTableError(
-                "The price table is not the reviewed one; if you changed prices "
-                "deliberately, bump its version and update DEFAULT_TABLE_SHA256: "
-                f"expected={expected_sha256} actual={digest}"
-            )
-        try:
-            raw = tomllib.loads(data.decode("utf-8"), parse_float=Decimal)
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise PriceTableError(f"The price table is not valid TOML: {e}") from e
-        return cls._from_mapping(raw, digest)
-
-    @classmethod
-    def _from_mapping(cls, raw: Mapping[str, Any], digest: str) -> PriceTable:
-        expected_keys = {"version", "taken", "currency", "unit", "aliases", "models"}
-        if set(raw) != expected_keys:
-            raise PriceTableError(
-                f"The price table must have exactly the top-level keys {sorted(expected_keys)}: got={sorted(raw)}"
-            )
-        version = raw["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise PriceTableError(f"version must be a positive integer: version={version!r}")
-        try:
-            taken = datetime.date.fromisoformat(str(raw["taken"]))
-        except ValueError:
-            raise PriceTableError(f"taken must be an ISO date (YYYY-MM-DD): taken={raw['taken']!r}") from None
-        if raw["currency"] != "USD" or raw["unit"] != "per_million_tokens":
-            raise PriceTableError(
-                f"Prices must be in USD per million tokens: currency={raw['currency']!r} unit={raw['unit']!r}"
-            )
-        models: dict[str, ModelPrice] = {}
-        for key, entry in dict(raw["models"]).items():
-            if key != _price_key(key):
-                raise PriceTableError(
-                    f"Model keys must be bare lower-case ids: model={key!r} expected={_price_key(key)!r}"
-                )
-            if not isinstance(entry, dict) or set(entry) != set(PRICE_FIELDS):
-                got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-                raise PriceTableError(
-                    f"Each model needs exactly the fields {list(PRICE_FIELDS)}: model={key!r} got={got}"
-                )
-            price = ModelPrice(key, **{f: _to_price(key, f, entry[f]) for f in PRICE_FIELDS})
-            if not price.cached_input <= price.input <= price.cache_write:
-                raise PriceTableError(
-                    "A cache read never costs more than input, and a cache write "
-                    "never less; are columns swapped? "
-                    f"model={key!r} cached_input={price.cached_input} "
-                    f"input={price.input} cache_write={price.cache_write}"
-                )
-            models[key] = price
-        aliases: dict[str, str] = {}
-        for alias, target in dict(raw["aliases"]).items():
-            if alias in models or alias != _price_key(alias) or target not in models:
-                raise PriceTableError(
-                    f"An alias must be a new bare id that names a table entry: alias={alias!r} target={target!r}"
-                )
-            aliases[alias] = target
-        return cls(version=version, taken=taken, sha256=digest, models=models, aliases=aliases)
-
-    def resolve(self, model: str) -> Optional[str]:
-        """
-        The table key that prices ``model``, or ``None``.
-
-        In order: an exact entry, an exact alias, then the longest entry or
-        alias that ``model`` extends by only dated/version suffixes
-        (``-2024-08-06``, ``-20250929``, ``-0613``, ``-latest``,
-        ``-preview``, ``-v1:0``).  A suffix that names a variant
-        (``-audio-preview``, ``-16k``) or a new version (``claude-opus-4-7``)
-        does not resolve, nor does a fine-tune without its own ``ft:`` entry:
-        a wrong price is worse than a visible unknown.
-        """
-        name = _price_key(model)
-        if name in self.models:
-            return name
-        if name in self.aliases:
-            return self.aliases[name]
-        best: Optional[str] = None
-        for key in chain(self.models, self.aliases):
-            if (
-                (best is None or len(key) > len(best))
-                and name.startswith(key)
-                and _DATED_SUFFIX.fullmatch(name, len(key)) is not None
-            ):
-                best = key
-        if best is None:
+        if model is None:
             return None
-        return self.aliases.get(best, best)
+        priced = self.rates(model, provider, service_tier, when)
+        if priced is None:
+            return None
+        total = prompt_tokens
+        if not prompt_includes_cached:
+            total += cached_tokens + cache_creation_tokens
+        cost, long_context = priced.rates.cost_usd(
+            total, completion_tokens, cached_tokens, cache_creation_tokens, cache_creation_1h_tokens
+        )
+        return Quote(cost, priced.source, tier_name(priced.variant, long_context))
 
-    def price_for(self, model: str) -> Optional[ModelPrice]:
-        """``model``'s prices, or ``None`` when the table does not know it."""
-        key = self.resolve(model)
-        return None if key is None else self.models[key]
+    def quote_facts(
+        self, model: Optional[str], provider: Optional[str], facts: Any, when: Optional[float] = None
+    ) -> Optional[Quote]:
+        """``quote`` for a request's ``UsageFacts``; zero when it used no tokens."""
+        if model is None:
+            return None
+        if facts.prompt_tokens is None and facts.completion_tokens is None:
+            priced = self.rates(model, provider, None, when)
+            return None if priced is None else Quote(Decimal(0), priced.source, "standard")
+        return self.quote(
+            model,
+            provider,
+            prompt_tokens=facts.prompt_tokens or 0,
+            completion_tokens=facts.completion_tokens or 0,
+            cached_tokens=facts.cached_tokens or 0,
+            cache_creation_tokens=facts.cache_creation_tokens or 0,
+            cache_creation_1h_tokens=getattr(facts, "cache_creation_1h_tokens", None) or 0,
+            prompt_includes_cached=facts.prompt_includes_cached,
+            service_tier=getattr(facts, "service_tier", None),
+            when=when,
+        )
+
+    def price_for(self, model: str) -> Optional[Priced]:
+        """``model``'s standard rates from any source, or ``None``."""
+        return self.rates(model)
 
     def cost_usd(
         self,
@@ -315,59 +333,75 @@ class PriceTable:
         *,
         prompt_includes_cached: bool = True,
     ) -> Optional[Decimal]:
-        """
-        The exact cost of one request, or ``None`` for an unknown model.
-
-        See ``ModelPrice.cost_usd`` for how cached tokens are billed.
-        """
-        price = self.price_for(model)
-        if price is None:
-            return None
-        return price.cost_usd(
-            prompt_tokens,
-            completion_tokens,
-            cached_tokens,
-            cache_creation_tokens,
+        """The standard-tier cost of ``model`` for these tokens (shadow and requested-model costs)."""
+        quote = self.quote(
+            model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
+            cache_creation_tokens=cache_creation_tokens,
             prompt_includes_cached=prompt_includes_cached,
         )
+        return None if quote is None else quote.cost_usd
 
-    def with_overrides(self, overrides: Mapping[str, Mapping[str, PriceValue]]) -> PriceTable:
-        """
-        A new table with config's per-model prices applied.
+    def describe(self, model: str, provider: Optional[str] = None, when: Optional[float] = None) -> list[str]:
+        """Lines for ``dd0c-route prices``: the rates in force, per tier, USD per million tokens."""
+        when = time.time() if when is None else when
+        priced = self.rates(model, provider, None, when)
+        where = f" via {provider}" if provider else ""
+        if priced is None:
+            return [f"{model}{where}: no price (cost_usd stays null)"]
+        lines = [f"{model}{where}: {priced.key}, source {priced.source}, USD per million tokens"]
+        header = ["tier", *RATE_FIELDS]
+        rows: list[list[str]] = []
 
-        An override may give some fields of a model the table prices (also a
-        dated id such as ``gpt-4o-2024-11-20``: it becomes its own entry,
-        starting from the prices it resolved to); a model the table does not
-        know needs all four.  Unknown field names are errors, not ignored,
-        so a typo cannot leave the old price in force.
-        """
-        models = dict(self.models)
-        overridden = set(self.overridden)
-        for model, fields in overrides.items():
-            key = _price_key(model)
-            unknown = sorted(set(fields) - set(PRICE_FIELDS))
-            if unknown:
-                raise PriceTableError(
-                    f"Unknown price fields in override; expected some of "
-                    f"{list(PRICE_FIELDS)}: model={model!r} unknown={unknown}"
+        def add(name: str, rates: Rates) -> None:
+            row = [name, *(_plain(getattr(rates, f)) for f in RATE_FIELDS)]
+            if rates.requests_per_thousand:
+                row.append(f"+ ${_plain(rates.requests_per_thousand)} per 1000 requests")
+            rows.append(row)
+
+        def add_tiers(variant: Optional[str], tiered: TieredRates) -> None:
+            add(tier_name(variant, False), tiered.base)
+            for start, rates in tiered.tiers:
+                add(f"{tier_name(variant, True)} (input > {start})", rates)
+
+        add_tiers(None, priced.rates)
+        if priced.source != CONFIG_SOURCE:
+            for tier in SHOWN_TIERS:
+                other = self.rates(model, provider, tier, when)
+                if other is not None and other.variant is not None:
+                    add_tiers(other.variant, other.rates)
+        widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = [cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row)]
+            lines.append("  " + "  ".join(cells).rstrip())
+        return lines
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def price_warnings(prices: Prices, providers: Sequence[Any], today: date, max_age_days: int = 90) -> list[str]:
+    """
+    What ``dd0c-route check`` (and the proxy at start) warns about: every
+    configured exact model name nothing prices, and price data older than
+    ``max_age_days``.
+    """
+    warnings = []
+    for provider in providers:
+        for model in provider.exact_models:
+            if prices.rates(model, provider.name) is None:
+                warnings.append(
+                    f"no price for model {model!r} of provider {provider.name!r}: its usage will have "
+                    f'cost_usd null; add [prices."{provider.name}/{model}"] to the config'
                 )
-            base_key = key if key in models else self.resolve(key)
-            values = {f: _to_price(model, f, v) for f, v in fields.items()}
-            if base_key is None:
-                missing = [f for f in PRICE_FIELDS if f not in values]
-                if missing:
-                    raise PriceTableError(
-                        "An override for a model the table does not know must give "
-                        f"all four prices: model={model!r} missing={missing}"
-                    )
-                models[key] = ModelPrice(key, **values)
-            else:
-                models[key] = attrs.evolve(models[base_key], model=key, **values)
-            overridden.add(key)
-        return attrs.evolve(self, models=models, overridden=frozenset(overridden))
-
-
-@functools.lru_cache(maxsize=1)
-def _load_default() -> PriceTable:
-    data = resources.files(__package__).joinpath(_DATA_FILE).read_bytes()
-    return PriceTable.from_toml(data, expected_sha256=DEFAULT_TABLE_SHA256)
+    if prices.dataset is not None:
+        newest = prices.dataset.data_date(today)
+        if newest is None or (today - newest).days > max_age_days:
+            warnings.append(
+                f"the price data ({prices.dataset.source}) is older than {max_age_days} days "
+                f"(newest date it records: {newest}); upgrade {prices.dataset.source.split()[0]}"
+            )
+    return warnings

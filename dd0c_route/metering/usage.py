@@ -109,6 +109,7 @@ class UsageFacts:
     """Mutable, per request; read once by the meter at finalization."""
 
     __slots__ = (
+        "cache_creation_1h_tokens",
         "cache_creation_tokens",
         "cached_tokens",
         "completion_tokens",
@@ -117,6 +118,7 @@ class UsageFacts:
         "prompt_includes_cached",
         "prompt_tokens",
         "response_id",
+        "service_tier",
         "usage_seen",
     )
 
@@ -126,6 +128,12 @@ class UsageFacts:
         self.completion_tokens: Optional[int] = None
         self.cached_tokens: Optional[int] = None
         self.cache_creation_tokens: Optional[int] = None
+        #: Anthropic: the part of cache_creation_tokens written for 1 hour
+        #: (billed above the 5-minute writes).
+        self.cache_creation_1h_tokens: Optional[int] = None
+        #: The tier the provider says it served (OpenAI's response
+        #: ``service_tier``, Anthropic's ``usage.service_tier``): priced by it.
+        self.service_tier: Optional[str] = None
         self.delivered: DeliveredText | EscapedText = DeliveredText()
         self.error_type: Optional[str] = None
         self.usage_seen = False
@@ -152,6 +160,12 @@ class UsageFacts:
                 self.cache_creation_tokens = _int(
                     usage.get("cache_creation_input_tokens"), self.cache_creation_tokens
                 )
+                creation = usage.get("cache_creation")
+                if isinstance(creation, dict):
+                    self.cache_creation_1h_tokens = _int(
+                        creation.get("ephemeral_1h_input_tokens"), self.cache_creation_1h_tokens
+                    )
+                self.take_service_tier(usage.get("service_tier"))
             else:
                 details = usage.get("input_tokens_details")
                 if isinstance(details, dict):
@@ -159,6 +173,11 @@ class UsageFacts:
             self.prompt_tokens = _int(usage.get("input_tokens"), self.prompt_tokens)
             self.completion_tokens = _int(usage.get("output_tokens"), self.completion_tokens)
             self.usage_seen = True
+
+    def take_service_tier(self, tier: Any) -> None:
+        """Keep the ``service_tier`` a response or its usage reports."""
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
 
     def take_delivered_choices(self, choices: Any) -> None:
         """
@@ -185,6 +204,7 @@ class UsageFacts:
             self.response_id = body["id"]
         if "usage" in body:
             self.take_usage(body["usage"])
+        self.take_service_tier(body.get("service_tier"))
         if "error" in body:
             error = body["error"]
             if isinstance(error, dict):

@@ -154,6 +154,7 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
         choices = chunk.get("choices")
         if usage:
             facts.take_usage(usage)
+            facts.take_service_tier(chunk.get("service_tier"))
         if choices:
             facts.take_delivered_choices(choices)
         elif "error" in chunk:
