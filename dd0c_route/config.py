@@ -25,16 +25,19 @@ import attrs
 from .secret import Secret
 
 __all__ = [
+    "AdminConfig",
     "BudgetConfig",
     "CircuitBreakerConfig",
     "Config",
     "ConfigError",
     "LedgerConfig",
+    "LogConfig",
     "ProviderConfig",
     "RouteRule",
     "RoutingConfig",
     "RuleMatch",
     "ServerConfig",
+    "TelemetryConfig",
     "TimeoutConfig",
     "load_config",
     "parse_config",
@@ -90,6 +93,8 @@ class ServerConfig:
 
     listen: str = "tcp:8080:interface=127.0.0.1"
     max_body_bytes: int = 10 * 1024 * 1024
+    #: On SIGTERM, how long requests in flight may go on before they are cut.
+    drain_seconds: float = 30.0
 
 
 @attrs.frozen
@@ -215,6 +220,33 @@ class BudgetConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin listener (metrics, health): off unless ``listen`` is set."""
+
+    listen: Optional[str] = None
+    require_key: bool = False
+    metrics_per_key: bool = False
+
+
+@attrs.frozen
+class TelemetryConfig:
+    """OpenTelemetry traces: off unless ``otlp_endpoint`` (the OTLP/HTTP base URL) is set."""
+
+    otlp_endpoint: Optional[str] = None
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@attrs.frozen
+class LogConfig:
+    """Log line format, and whether each request gets an access event."""
+
+    format: str = "text"
+    access: bool = False
+
+
+@attrs.frozen
 class Config:
     """The whole configuration, checked."""
 
@@ -226,6 +258,9 @@ class Config:
     source: Optional[str] = None
     routing: RoutingConfig = RoutingConfig()
     budgets: tuple[BudgetConfig, ...] = ()
+    admin: AdminConfig = AdminConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    log: LogConfig = LogConfig()
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -276,13 +311,16 @@ def _positive(key: str, value: float) -> float:
 
 def _parse_server(raw: Mapping[str, Any]) -> ServerConfig:
     table = _table(raw, "server")
-    _check_keys(table, "server", {"listen", "max_body_bytes"})
+    _check_keys(table, "server", {"listen", "max_body_bytes", "drain_seconds"})
     listen = _get(table, "server", "listen", str, ServerConfig().listen)
     if not listen.strip():
         raise ConfigError("server.listen", "must be a Twisted strports description")
     max_body = _get(table, "server", "max_body_bytes", int, ServerConfig().max_body_bytes)
     _positive("server.max_body_bytes", max_body)
-    return ServerConfig(listen=listen, max_body_bytes=max_body)
+    drain = _get(table, "server", "drain_seconds", float, ServerConfig().drain_seconds)
+    if drain < 0:
+        raise ConfigError("server.drain_seconds", f"must not be negative (got {drain})")
+    return ServerConfig(listen=listen, max_body_bytes=max_body, drain_seconds=drain)
 
 
 def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
@@ -607,13 +645,44 @@ def _parse_budgets(raw: Mapping[str, Any]) -> tuple[BudgetConfig, ...]:
     return tuple(out)
 
 
+_OPS_SECTIONS = ("admin", "telemetry", "log")
+
+
+def _parse_ops(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """[admin], [telemetry] and [log] (issue #15)."""
+    admin = _table(raw, "admin")
+    _check_keys(admin, "admin", {"listen", "require_key", "metrics_per_key"})
+    listen = _get(admin, "admin", "listen", str, None)
+    if listen is not None and not listen.strip():
+        raise ConfigError("admin.listen", "must be a Twisted strports description")
+    telemetry = _table(raw, "telemetry")
+    _check_keys(telemetry, "telemetry", {"otlp_endpoint"})
+    endpoint = _get(telemetry, "telemetry", "otlp_endpoint", str, None)
+    log = _table(raw, "log")
+    _check_keys(log, "log", {"format", "access"})
+    fmt = _get(log, "log", "format", str, "text")
+    if fmt not in LOG_FORMATS:
+        raise ConfigError("log.format", f"must be one of: {', '.join(LOG_FORMATS)}")
+    return {
+        "admin": AdminConfig(
+            listen=listen,
+            require_key=_get(admin, "admin", "require_key", bool, False),
+            metrics_per_key=_get(admin, "admin", "metrics_per_key", bool, False),
+        ),
+        "telemetry": TelemetryConfig(
+            otlp_endpoint=None if endpoint is None else _check_url("telemetry.otlp_endpoint", endpoint),
+        ),
+        "log": LogConfig(format=fmt, access=_get(log, "log", "access", bool, False)),
+    }
+
+
 def parse_config(
     raw: Mapping[str, Any], environ: Mapping[str, str], source: Optional[str] = None
 ) -> Config:
     """
     Check a parsed TOML document and build the :class:`Config`.
     """
-    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets"})
+    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets", *_OPS_SECTIONS})
     providers_raw = _table(raw, "providers")
     if "providers" not in raw:
         providers_raw = {"openai": {}, "anthropic": {}}
@@ -632,6 +701,7 @@ def parse_config(
         source=source,
         routing=_parse_routing(raw, providers),
         budgets=_parse_budgets(raw),
+        **_parse_ops(raw),
     )
 
 
@@ -640,8 +710,12 @@ def load_config(path: Optional[str], environ: Mapping[str, str] = os.environ) ->
     Read and check the config file at ``path``; with ``None``, the embedded
     defaults (providers from ``OPENAI_*`` and ``ANTHROPIC_*`` variables).
     """
+    from .envconfig import CONFIG_VARIABLE, parse_with_overrides
+
     if path is None:
-        return parse_config({}, environ)
+        path = environ.get(CONFIG_VARIABLE) or None
+    if path is None:
+        return parse_with_overrides(parse_config, {}, environ, None)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -651,4 +725,4 @@ def load_config(path: Optional[str], environ: Mapping[str, str] = os.environ) ->
         raise ConfigError("--config", f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("--config", f"{path} is not valid TOML: {e}") from None
-    return parse_config(raw, environ, source=path)
+    return parse_with_overrides(parse_config, raw, environ, path)

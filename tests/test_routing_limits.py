@@ -227,7 +227,7 @@ def test_migration_adds_routing_columns_to_an_existing_ledger():
         conn.commit()
         conn.close()
         with SQLiteLedger(path) as store:
-            assert store.schema_version == SCHEMA_VERSION == 2
+            assert store.schema_version == SCHEMA_VERSION == 3
             (old,) = store.read_records()
             assert old.request_id == "old" and old.attempts is None and old.cost_shadow_usd is None
             new = UsageRecord(request_id="new", attempts="a@p:429,b@q:200", shadow_model="m", cost_shadow_usd=Decimal("0.000001"))

@@ -58,6 +58,8 @@ class UsageRecord:
     #: have cost on the same token counts.
     shadow_model: Optional[str] = None
     cost_shadow_usd: Optional[Decimal] = None
+    #: The client's ``X-Request-ID`` (bounded, sanitized), when it sent one.
+    client_request_id: Optional[str] = None
 
 
 def _jsonable(value: Any) -> Any:

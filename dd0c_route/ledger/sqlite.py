@@ -71,6 +71,9 @@ _ROUTING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_shadow_usd", "TEXT"),
 )
 
+#: Columns added by migration 2 (issue #15: a client's X-Request-ID).
+_OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "TEXT"),)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
@@ -90,9 +93,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _ROUTING_COLUMNS),
+    (
+        *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
+        "ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _OPS_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -102,7 +109,7 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
     ", ".join("?" for _ in _USAGE_COLUMNS),
 )
 _SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at"
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
 
 
 class LedgerSchemaError(Exception):
@@ -133,7 +140,7 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin = row
     return KeyInfo(
         key_id=key_id,
         name=name,
@@ -141,6 +148,7 @@ def _row_key(row: Sequence[Any]) -> KeyInfo:
         created_at=created_at,
         team=team,
         revoked_at=revoked_at,
+        admin=bool(admin),
     )
 
 
@@ -263,8 +271,8 @@ class SQLiteLedger:
                 raise KeyNameTaken(f"an active key is already named {info.name!r}")
             try:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at),
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, int(info.admin)),
                 )
             except sqlite3.IntegrityError:
                 raise ValueError("a key with this id or hash already exists") from None

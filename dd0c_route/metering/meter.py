@@ -51,6 +51,8 @@ class RequestInfo:
     #: How the shadow model's provider counts prompts: Anthropic-kind usage
     #: excludes cached tokens from the prompt count.
     shadow_prompt_includes_cached: bool = True
+    #: The client's X-Request-ID, already bounded and sanitized (web/request_id.py).
+    client_request_id: Optional[str] = None
 
 
 @attrs.frozen
@@ -241,6 +243,7 @@ class Meter:
             attempts=info.attempts,
             shadow_model=info.shadow_model,
             cost_shadow_usd=self._shadow_cost(info, facts),
+            client_request_id=info.client_request_id,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:

@@ -20,6 +20,7 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from ..config import ProviderConfig
+from ..loop import VIA
 from ..metering.usage import UsageFacts
 from ..relay.handlers import BodyHandler, JSONBodyHandler, OpenAIChatStreamHandler
 from ..relay.plan import UpstreamCall
@@ -29,6 +30,7 @@ from .interfaces import IProvider
 __all__ = ["OpenAIProvider"]
 
 _JSON = [b"application/json"]
+_VIA = [VIA]
 _ACCEPT = [b"application/json, text/event-stream"]
 
 
@@ -44,7 +46,7 @@ class OpenAIProvider:
         return provider.base_url + endpoint[len("/v1"):]
 
     def headers(self, provider: ProviderConfig, client_headers: Headers, native: bool) -> dict[bytes, list[bytes]]:
-        headers = {b"content-type": _JSON, b"accept": _ACCEPT}
+        headers = {b"content-type": _JSON, b"accept": _ACCEPT, b"via": _VIA}
         if provider.api_key:
             headers[b"authorization"] = [b"Bearer " + provider.api_key.reveal().encode("utf-8")]
         beta = client_headers.getRawHeaders(b"openai-beta")
