@@ -6,7 +6,7 @@ process managers.
 It is ``twistd --nodaemon --pidfile= --logfile=- dd0c-route`` run in this
 process: no daemon, no ``twistd.pid`` left to block a restart, logs on
 stdout (JSON lines with ``[log] format = "json"``), SIGTERM drains and
-exits 0.  The CLI has already checked the config (a bad one exits 2 with
+exits 0 (plain twistd re-raises the signal, so its exit status is 143).  The CLI has already checked the config (a bad one exits 2 with
 the key named, before twistd starts).
 
 Twistd finds the plugin through ``twisted/plugins/dropin.cache``; when the
@@ -47,7 +47,7 @@ def refresh_plugin_cache() -> None:
 
 def serve(config: Optional[str], listen: Optional[str]) -> int:
     """Run twistd in this process until it stops; its exit code."""
-    from twisted.scripts.twistd import ServerOptions, runApp
+    from twisted.scripts.twistd import ServerOptions, _SomeApplicationRunner
 
     refresh_plugin_cache()
     options = ServerOptions()
@@ -57,7 +57,10 @@ def serve(config: Optional[str], listen: Optional[str]) -> int:
         print(f"dd0c-route: {error}", file=sys.stderr)
         return 2
     try:
-        runApp(options)
+        # twistd's runApp, except that it does not re-raise the signal that
+        # stopped the reactor: a SIGTERM that drained and flushed is a clean
+        # exit (0), which is what orchestrators count as success.
+        _SomeApplicationRunner(options).run()
     except SystemExit as exit:
         code = exit.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -34,3 +34,17 @@ def test_fallbacks_and_rejections():
     text = metrics.exposition().decode()
     assert 'dd0c_route_fallbacks_total{provider="a",reason="503"} 1.0' in text
     assert 'dd0c_route_budget_rejections_total{reason="budget_exceeded"} 1.0' in text
+
+
+def test_grafana_dashboard_uses_only_exported_metrics():
+    """Every metric the dashboard queries is one the proxy exports (docs/grafana-dashboard.json)."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {re.sub(r"_(bucket|total)$", "", m) for e in exprs for m in re.findall(r"dd0c_route_[a-z_]+", e)}
+    source = (Path(__file__).parent.parent / "dd0c_route" / "admin").glob("*.py")
+    defined = set(re.findall(r'"(dd0c_route_[a-z_]+)"', "".join(p.read_text() for p in source)))
+    assert used and used <= defined, used - defined
