@@ -2,7 +2,8 @@
 """
 ``dd0c-route``: the operator's commands for keys, usage and the config.
 
-    dd0c-route [--config FILE] keys create --name NAME [--team TEAM]
+    dd0c-route [--config FILE] serve [--listen STRPORTS]
+    dd0c-route [--config FILE] keys create --name NAME [--team TEAM] [--admin]
     dd0c-route [--config FILE] keys list
     dd0c-route [--config FILE] keys revoke KEY_ID_OR_NAME
     dd0c-route [--config FILE] usage [--json] [--since ISO] [--group-by day|key|team|model[,...]] [--limit N]
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="unique among active keys")
     create.add_argument("--team", help="team the key's usage is reported under")
+    create.add_argument("--admin", action="store_true", help="may call the admin listener ([admin] require_key)")
     key_commands.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_commands.add_parser("revoke", help="revoke a key by id or name")
     revoke.add_argument("key", metavar="KEY_ID_OR_NAME")
@@ -101,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     copy.add_argument("--from", dest="source", required=True, metavar="SQLITE_FILE")
     prices = commands.add_parser("prices", help="print the rates in force for models")
     prices.add_argument("models", nargs="*", metavar="MODEL", help="provider/model or model (default: configured)")
+    serve = commands.add_parser(
+        "serve", help="run the proxy in the foreground (no pidfile, logs on stdout; for containers)"
+    )
+    serve.add_argument("--listen", metavar="STRPORTS", help="override server.listen")
     return parser
 
 
@@ -133,15 +139,26 @@ def main(
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str], now: Callable[[], float]) -> int:
     from .config import ConfigError, load_config
+    from .loop import refuse_self_pointing
 
     try:
         config = load_config(args.config, environ)
+        if args.command in ("check", "serve"):
+            if getattr(args, "listen", None):
+                import attrs
+
+                config = attrs.evolve(config, server=attrs.evolve(config.server, listen=args.listen))
+            refuse_self_pointing(config)
     except ConfigError as error:
         raise _Fail(str(error)) from None
     if args.command in ("check", "prices"):
         from .cli_prices import check, prices
 
         return check(config, now) if args.command == "check" else prices(config, args.models)
+    if args.command == "serve":
+        from .serve import serve
+
+        return serve(args.config, args.listen)
 
     if args.command == "migrate-ledger":
         return _migrate_ledger(config, args, environ)
@@ -225,7 +242,7 @@ def _keys_create(store: Any, args: argparse.Namespace, now: Callable[[], float],
     team = None if args.team is None else _check_label("--team", args.team)
     key = generate_key()
     info = KeyInfo(
-        key_id=new_key_id(), name=name, key_hash=hash_key(key), created_at=now(), team=team
+        key_id=new_key_id(), name=name, key_hash=hash_key(key), created_at=now(), team=team, admin=args.admin
     )
     try:
         store.add_key(info)
@@ -233,7 +250,8 @@ def _keys_create(store: Any, args: argparse.Namespace, now: Callable[[], float],
         raise _Fail(
             f"--name: an active key is already named {name!r}; revoke it or choose another name"
         ) from None
-    print(f"Created key {info.key_id} named {name!r}" + (f" for team {team!r}" if team else "") + ".")
+    kind = "admin key" if info.admin else "key"
+    print(f"Created {kind} {info.key_id} named {name!r}" + (f" for team {team!r}" if team else "") + ".")
     print("Copy it now: only its hash is stored, it cannot be shown again.")
     print(key)
     return EXIT_OK
@@ -245,10 +263,10 @@ def _keys_list(store: Any, args: argparse.Namespace, now: Callable[[], float], t
         print("No keys.")
         return EXIT_OK
     rows = [
-        [k.key_id, k.name, k.team or "-", _iso(k.created_at), "-" if k.active else _iso(k.revoked_at)]
+        [k.key_id, k.name, k.team or "-", _iso(k.created_at), "-" if k.active else _iso(k.revoked_at), "yes" if k.admin else "-"]
         for k in keys
     ]
-    _table(["id", "name", "team", "created", "revoked"], rows)
+    _table(["id", "name", "team", "created", "revoked", "admin"], rows)
     return EXIT_OK
 
 

@@ -71,16 +71,19 @@ __all__ = [
     "KNOWN_MODELS",
     "PASSTHROUGH_DEFAULT",
     "PROVIDER_KINDS",
+    "AdminConfig",
     "BudgetConfig",
     "CircuitBreakerConfig",
     "Config",
     "ConfigError",
     "LedgerConfig",
+    "LogConfig",
     "ProviderConfig",
     "RouteRule",
     "RoutingConfig",
     "RuleMatch",
     "ServerConfig",
+    "TelemetryConfig",
     "TimeoutConfig",
     "load_config",
     "parse_config",
@@ -372,6 +375,39 @@ def _at_least_one(providers: tuple[ProviderConfig, ...]) -> None:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin listener (metrics, health): off unless ``listen`` is set."""
+
+    listen: Optional[str] = setting(
+        None, check=(not_blank, strports_description),
+        doc="Twisted strports description of the admin listener (off when unset).",
+    )
+    require_key: bool = setting(False, doc="Require an admin key on the admin listener.")
+    metrics_per_key: bool = setting(False, doc="Label request metrics by key id too.")
+
+
+@attrs.frozen
+class TelemetryConfig:
+    """OpenTelemetry traces: off unless ``otlp_endpoint`` (the OTLP/HTTP base URL) is set."""
+
+    otlp_endpoint: Optional[str] = setting(
+        None, check=_http_url, converter=lambda url: None if url is None else url.rstrip("/"),
+        doc="OTLP/HTTP base URL; spans are POSTed to <endpoint>/v1/traces.",
+    )
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@attrs.frozen
+class LogConfig:
+    """Log line format, and whether each request gets an access event."""
+
+    format: str = setting("text", check=one_of(*LOG_FORMATS), doc="text or json (one JSON object per line).")
+    access: bool = setting(False, doc="One access event per request.")
+
+
+@attrs.frozen
 class Config:
     """The whole configuration, checked."""
 
@@ -390,6 +426,9 @@ class Config:
     source: Optional[str] = setting(None, toml=False, doc="The file read, if any.")
     routing: RoutingConfig = setting(RoutingConfig(), doc="The router.")
     budgets: tuple[BudgetConfig, ...] = setting((), keyed_by="scope", doc="[budgets.SCOPE] limits.")
+    admin: AdminConfig = setting(AdminConfig(), doc="The admin listener (metrics, health).")
+    telemetry: TelemetryConfig = setting(TelemetryConfig(), doc="OpenTelemetry traces.")
+    log: LogConfig = setting(LogConfig(), doc="Log format and access events.")
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -422,8 +461,12 @@ def load_config(path: Optional[str], environ: Mapping[str, str] = os.environ) ->
     Read and check the config file at ``path``; with ``None``, the embedded
     defaults (providers from ``OPENAI_*`` and ``ANTHROPIC_*`` variables).
     """
+    from .envconfig import CONFIG_VARIABLE, parse_with_overrides
+
     if path is None:
-        return parse_config({}, environ)
+        path = environ.get(CONFIG_VARIABLE) or None
+    if path is None:
+        return parse_with_overrides(parse_config, {}, environ, None)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -433,4 +476,4 @@ def load_config(path: Optional[str], environ: Mapping[str, str] = os.environ) ->
         raise ConfigError("--config", f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("--config", f"{path} is not valid TOML: {e}") from None
-    return parse_config(raw, environ, source=path)
+    return parse_with_overrides(parse_config, raw, environ, path)

@@ -117,6 +117,19 @@ class _ConnectionsService(Service):
         return self.site.close_connections()
 
 
+class _TracerService(Service):
+    """At stop (after the last record): export the spans left, in a thread."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+
+    def stopService(self) -> Any:
+        super().stopService()
+        from twisted.internet.threads import deferToThread
+
+        return deferToThread(self.tracer.shutdown)
+
+
 class _UpstreamService(Service):
     def __init__(self, upstream: Any) -> None:
         self.upstream = upstream
@@ -137,6 +150,11 @@ class Built:
     writer: Any
     keys: Any
     store: Any
+    #: The admin side (metrics, readiness) when ``[admin] listen`` is set.
+    admin: Any = None
+    admin_server: Any = None
+    tracer: Any = None
+    drain: Any = None
 
 
 def build_service(config: Config, reactor: Any) -> Built:
@@ -194,7 +212,19 @@ def build_service(config: Config, reactor: Any) -> Built:
     meter = Meter(None, prices, run_in_thread, clock=reactor)
     meter.subscribe(routing.observe)
     meter.subscribe(writer.submit)
-    _BudgetSeedService(routing, store, run_in_thread).setServiceParent(root)
+    tracer = None
+    if config.telemetry.otlp_endpoint:
+        from .tracing import RequestTracer
+
+        tracer = RequestTracer(config)
+        meter.subscribe(tracer.finish)
+        _TracerService(tracer).setServiceParent(root)
+    if config.log.access:
+        from .accesslog import log_access
+
+        meter.subscribe(log_access)
+    seed = _BudgetSeedService(routing, store, run_in_thread)
+    seed.setServiceParent(root)
     _MeterDrainService(meter).setServiceParent(root)
 
     keys = KeyCache(store, reactor, key_reads, ttl=config.ledger.key_cache_ttl)
@@ -207,18 +237,36 @@ def build_service(config: Config, reactor: Any) -> Built:
         adapters=default_adapters(),
     )
     app.ledger_health = writer.health
+    app.tracer = tracer
     site = ProxySite(
         ApiResource(app), config.server.max_body_bytes, reactor=reactor,
         client_header_timeout=config.server.client_header_timeout,
         client_body_timeout=config.server.client_body_timeout,
     )
-    # Stopped in reverse order: the port closes first, then the open
-    # connections, then upstream, key cache, worker threads, and last the
-    # writer flushes every record.
+    # Stopped in reverse order: the API port closes first, then the drain
+    # waits for the requests in flight (docs in drain.py), then the admin
+    # port closes, the open connections are cut, then upstream, key
+    # cache, worker threads, and last the writer flushes every record.
     _ConnectionsService(site).setServiceParent(root)
+    admin = admin_server = None
+    if config.admin.listen:
+        from .admin.service import build_admin
+
+        admin = build_admin(
+            config, reactor, app=app, writer=writer, keys=keys, meter=meter, budgets_seeded=lambda: seed.seeded
+        )
+        meter.subscribe(admin.metrics.observe)
+        admin_server = strports.service(config.admin.listen, admin.site, reactor=reactor)
+        admin_server.setServiceParent(root)
+    from .drain import DrainService
+
+    drain = DrainService(
+        reactor, lambda: app.active, config.server.drain_seconds, admin.readiness if admin is not None else None
+    )
+    drain.setServiceParent(root)
     server = strports.service(config.server.listen, site, reactor=reactor)
     server.setServiceParent(root)
-    return Built(root, site, app, server, writer, keys, store)
+    return Built(root, site, app, server, writer, keys, store, admin, admin_server, tracer, drain)
 
 
 def _journal(config: Config, postgres: bool, reactor: Any) -> Any:
@@ -235,6 +283,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     """
     Called by twistd: install redaction, read config, build everything.
     """
+    from .loop import refuse_self_pointing
     from .redacting_log import install_redacting_logging
 
     install_redacting_logging()
@@ -246,6 +295,12 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         config = load_config(options["config"], os.environ)
         if options["listen"]:
             config = attrs.evolve(config, server=attrs.evolve(config.server, listen=options["listen"]))
+        refuse_self_pointing(config)
+        if config.log.format == "json":
+            from .jsonlog import use_json_lines
+
+            use_json_lines()
+        # Opening the ledger can fail on config too (ledger.url unreachable).
         service = build_service(config, reactor).service
     except ConfigError as error:
         sys.stderr.write(f"dd0c-route: {error}\n")

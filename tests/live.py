@@ -85,7 +85,8 @@ class LiveProxy:
     def stop(self) -> Any:
         for client in self.clients:
             client.close()
-        yield self.built.service.stopService()
+        if self.built.service.running:  # a test may have stopped it (the drain tests)
+            yield self.built.service.stopService()
         if self.openai is not None:
             yield self.openai.stop()
         if self.anthropic is not None:

@@ -138,13 +138,13 @@ def test_create_rejects_blank_name(capsys: Any, config: str) -> None:
 def test_list_never_shows_keys(capsys: Any, config: str) -> None:
     """keys list shows id, name, team, created and revoked, never a key or its hash."""
     key = create(capsys, config, "ci", "--team", "platform")
-    create(capsys, config, "batch")
+    create(capsys, config, "batch", "--admin")
     code, out, _ = run(capsys, "--config", config, "keys", "list")
     assert code == EXIT_OK
     header, first, second = out.splitlines()
-    assert header.split() == ["id", "name", "team", "created", "revoked"]
-    assert first.split()[1:] == ["ci", "platform", "2026-03-01T12:00:00Z", "-"]
-    assert first.startswith("key_") and second.split()[1] == "batch"
+    assert header.split() == ["id", "name", "team", "created", "revoked", "admin"]
+    assert first.split()[1:] == ["ci", "platform", "2026-03-01T12:00:00Z", "-", "-"]
+    assert first.startswith("key_") and second.split()[1] == "batch" and second.split()[-1] == "yes"
     assert key not in out and hash_key(key) not in out and "dd0c-" not in out
 
 

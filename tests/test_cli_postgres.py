@@ -113,7 +113,9 @@ def test_keys_on_fresh_postgres_and_migrate(tmp_path: Path, pg_dsn: str, capsys:
     assert code == EXIT_USAGE and "ledger.url" in err and "dd0c-route migrate" in err
     code, out, err = run(capsys, "--config", manual, "migrate")
     assert code == EXIT_OK, err
-    assert "version 1" in out
+    from dd0c_route.ledger.postgres import SCHEMA_VERSION
+
+    assert f"version {SCHEMA_VERSION}" in out
     code, out, err = run(capsys, "--config", manual, "keys", "create", "--name", "ci")
     assert code == EXIT_OK, err
     code, out, _ = run(capsys, "--config", manual, "keys", "list")

@@ -10,11 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from dd0c_route.metering.usage import UsageFacts
 
 from dd0c_route.config import ProviderConfig
 from dd0c_route.metering.dataset import Dataset
 from dd0c_route.metering.prices import CONFIG_SOURCE, PriceError, Prices, price_warnings, tier_name
+from dd0c_route.metering.usage import UsageFacts
 
 _DATASET = Dataset.load()
 _SOURCE = f"genai-prices {_DATASET.version}"

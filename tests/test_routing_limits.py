@@ -252,7 +252,7 @@ def test_migration_adds_price_columns_to_an_existing_ledger():
         conn.commit()
         conn.close()
         with SQLiteLedger(path) as store:
-            assert store.schema_version == SCHEMA_VERSION == 3
+            assert store.schema_version == SCHEMA_VERSION
             (old,) = store.read_records()
             assert old.cost_usd == Decimal("0.5") and old.price_source is None and old.price_tier is None
             new = UsageRecord(request_id="new", cost_usd=Decimal("1"), price_source="genai-prices 0.2.3", price_tier="batch+long_context")

@@ -40,6 +40,8 @@ class KeyInfo:
     created_at: float
     team: Optional[str] = None
     revoked_at: Optional[float] = None
+    #: May call the admin listener when ``[admin] require_key`` is set.
+    admin: bool = False
 
     @property
     def active(self) -> bool:

@@ -94,6 +94,11 @@ class KeyCache(Service):
         self._loop: Optional[LoopingCall] = None
         #: Misses refused without a read because ``max_fetches`` were running.
         self.shed = 0
+        #: Lookups answered from memory, and those that had to read the store.
+        self.hits = 0
+        self.misses = 0
+        #: The first full load has finished (readiness waits for it).
+        self.loaded = False
 
     # -- the hot path ----------------------------------------------------
 
@@ -110,12 +115,16 @@ class KeyCache(Service):
         if known is not None:
             info, stamp = known
             if now - stamp < self._ttl:
+                self.hits += 1
                 return True, _usable(info)
+            self.misses += 1
             return False, None
         stamp_absent = self._absent.get(key_hash)
         if stamp_absent is not None and now - stamp_absent < self._negative_ttl:
             self._absent.move_to_end(key_hash)
+            self.hits += 1
             return True, None
+        self.misses += 1
         return False, None
 
     def lookup(self, presented_key: str) -> Union[Optional[KeyInfo], Deferred[Optional[KeyInfo]]]:
@@ -199,6 +208,7 @@ class KeyCache(Service):
             self._known = known
             for key_hash in known:
                 self._absent.pop(key_hash, None)
+            self.loaded = True
 
         def failed(failure: Failure) -> None:
             self._log.failure("Reloading proxy keys failed; cached keys expire in {ttl}s", failure, ttl=self._ttl)

@@ -82,8 +82,10 @@ _USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_source", "text"),
     ("price_tier", "text"),
 )
-_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS)
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at"
+#: Columns added by migration 1 (issue #15: a client's X-Request-ID).
+_OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "text"),)
+_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS)
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
 
 #: The rollup's money and count columns, as summed.
 _ROLLUP_SUMS = (
@@ -118,6 +120,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX usage_daily_key ON usage_daily (key_id, day)",
         "CREATE INDEX usage_daily_team ON usage_daily (team, day)",
         "CREATE INDEX usage_daily_model ON usage_daily (model, day)",
+    ),
+    (
+        *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
+        "ALTER TABLE keys ADD COLUMN admin boolean NOT NULL DEFAULT false",
     ),
 )
 
@@ -155,8 +161,11 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at = row
-    return KeyInfo(key_id=key_id, name=name, key_hash=key_hash, created_at=created_at, team=team, revoked_at=revoked_at)
+    key_id, name, key_hash, created_at, team, revoked_at, admin = row
+    return KeyInfo(
+        key_id=key_id, name=name, key_hash=key_hash, created_at=created_at, team=team, revoked_at=revoked_at,
+        admin=bool(admin),
+    )
 
 
 def _insert_sql(rows: int) -> str:
@@ -506,8 +515,8 @@ class PostgresLedger:
                     if taken is not None:
                         raise KeyNameTaken(f"an active key is already named {info.name!r}")
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at),
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin),
                 )
         except pg_errors.UniqueViolation as error:
             if error.diag.constraint_name == "keys_active_name":
@@ -524,9 +533,9 @@ class PostgresLedger:
         with self._transaction() as conn:
             for info in infos:
                 cursor = conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (key_id) DO NOTHING",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at),
+                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin),
                 )
                 added += cursor.rowcount
         return added

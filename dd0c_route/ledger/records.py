@@ -64,6 +64,8 @@ class UsageRecord:
     #: enough to re-derive the bill.  ``None`` when nothing priced it.
     price_source: Optional[str] = None
     price_tier: Optional[str] = None
+    #: The client's ``X-Request-ID`` (bounded, sanitized), when it sent one.
+    client_request_id: Optional[str] = None
 
 
 _DECIMAL_FIELDS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})

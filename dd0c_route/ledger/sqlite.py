@@ -77,6 +77,9 @@ _PRICE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_tier", "TEXT"),
 )
 
+#: Columns added by migration 3 (issue #15: a client's X-Request-ID).
+_OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "TEXT"),)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
@@ -97,9 +100,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _ROUTING_COLUMNS),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _PRICE_COLUMNS),
+    (
+        *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
+        "ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -109,7 +116,7 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
     ", ".join("?" for _ in _USAGE_COLUMNS),
 )
 _SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at"
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
 
 
 def _record_row(record: UsageRecord) -> tuple[Any, ...]:
@@ -136,7 +143,7 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin = row
     return KeyInfo(
         key_id=key_id,
         name=name,
@@ -144,6 +151,7 @@ def _row_key(row: Sequence[Any]) -> KeyInfo:
         created_at=created_at,
         team=team,
         revoked_at=revoked_at,
+        admin=bool(admin),
     )
 
 
@@ -266,8 +274,8 @@ class SQLiteLedger:
                 raise KeyNameTaken(f"an active key is already named {info.name!r}")
             try:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at),
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, int(info.admin)),
                 )
             except sqlite3.IntegrityError:
                 raise ValueError("a key with this id or hash already exists") from None

@@ -109,6 +109,11 @@ class UsageWriter(Service):
         """Records submitted and not yet committed."""
         return len(self._queue)
 
+    @property
+    def oldest_pending(self) -> Optional[float]:
+        """``created_at`` of the oldest record not yet committed (None: none)."""
+        return self._queue[0].created_at if self._queue else None
+
     def submit(self, record: UsageRecord) -> None:
         """
         Queue one record; O(1), never blocks and never raises.  With a

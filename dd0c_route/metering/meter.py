@@ -53,6 +53,8 @@ class RequestInfo:
     #: How the shadow model's provider counts prompts: Anthropic-kind usage
     #: excludes cached tokens from the prompt count.
     shadow_prompt_includes_cached: bool = True
+    #: The client's X-Request-ID, already bounded and sanitized (web/request_id.py).
+    client_request_id: Optional[str] = None
 
 
 @attrs.frozen
@@ -247,6 +249,7 @@ class Meter:
             cost_shadow_usd=self._shadow_cost(info, facts),
             price_source=None if quote is None else quote.source,
             price_tier=None if quote is None else quote.tier,
+            client_request_id=info.client_request_id,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:

@@ -22,6 +22,7 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from ..config import ProviderConfig
+from ..loop import VIA
 from ..metering.usage import UsageFacts
 from ..redaction import redact_sensitive
 from ..relay.handlers import BodyHandler
@@ -33,6 +34,7 @@ from .interfaces import IProvider
 __all__ = ["AnthropicProvider"]
 
 _JSON = [b"application/json"]
+_VIA = [VIA]
 _ACCEPT = [b"application/json, text/event-stream"]
 
 
@@ -48,7 +50,7 @@ class AnthropicProvider:
         return provider.base_url + endpoint
 
     def headers(self, provider: ProviderConfig, client_headers: Headers, native: bool) -> dict[bytes, list[bytes]]:
-        headers = {b"content-type": _JSON, b"accept": _ACCEPT}
+        headers = {b"content-type": _JSON, b"accept": _ACCEPT, b"via": _VIA}
         if provider.api_key:
             headers[b"x-api-key"] = [provider.api_key.reveal().encode("utf-8")]
         version = client_headers.getRawHeaders(b"anthropic-version") if native else None

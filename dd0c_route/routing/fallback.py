@@ -47,6 +47,10 @@ _AFTER_SEND = frozenset({"timeout_after_send", "reset_after_send"})
 
 _CONNECT_FAILURES = (ConnectError, DNSLookupError, ConnectingCancelledError)
 
+#: ``(info, headers) -> end(status, failure)``: sees an attempt's upstream
+#: headers before it is sent (and may add to them), then hears how it ended.
+AttemptObserver = Callable[[RequestInfo, dict[bytes, list[bytes]]], Callable[[int, Optional[str]], None]]
+
 
 class HeldRequest(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
     """
@@ -114,6 +118,7 @@ class FallbackChain:
         answer_failure: Callable[[IRequest, UpstreamFailure], int],
         finished: Callable[[Exchange], None],
         refused: Callable[[BaseException], None],
+        on_attempt: Optional[AttemptObserver] = None,
     ) -> None:
         self._chain = list(chain)
         self._info = info
@@ -128,6 +133,10 @@ class FallbackChain:
         self._answer_failure = answer_failure
         self._finished = finished
         self._refused = refused
+        #: Tracing: told of each attempt as it is sent (it may add headers),
+        #: and, through what it returns, of how the attempt ended.
+        self._on_attempt = on_attempt
+        self._attempt_end: Optional[Callable[[int, Optional[str]], None]] = None
         self._plan_for: Optional[Callable[[str, ProviderConfig], UpstreamCall]] = None
         self.exchange: Optional[Exchange] = None
         self.attempts: list[str] = []
@@ -223,7 +232,11 @@ class FallbackChain:
             started=self._info.started,
             extra_headers=self._explain(),
         )
-        exchange.start(self._send(plan.method, plan.url, plan.headers, plan.body))
+        headers = plan.headers
+        if self._on_attempt is not None:
+            headers = dict(headers)
+            self._attempt_end = self._on_attempt(self._info, headers)
+        exchange.start(self._send(plan.method, plan.url, headers, plan.body))
 
     # -- one attempt's end ----------------------------------------------------
 
@@ -260,6 +273,9 @@ class FallbackChain:
             self._breaker.failure(provider)
         elif 0 < exchange.status < 500:
             self._breaker.success(provider)
+        if self._attempt_end is not None:
+            self._attempt_end(exchange.status, failure)
+            self._attempt_end = None
         retry = self._retry
         if retry is not None and not self.client_gone:
             self.attempts.append(f"{info.model}@{provider}:{retry}")

@@ -58,6 +58,10 @@ class ProxyApp:
         self.active = 0
         #: The ledger's backlog for /healthz (set by the tap).
         self.ledger_health: Optional[Callable[[], dict[str, Any]]] = None
+        #: The calls in flight (the metrics count their streams on scrape).
+        self.live: set[Call] = set()
+        #: The request tracer when ``[telemetry] otlp_endpoint`` is set (dd0c_route/tracing.py).
+        self.tracer: Optional[Any] = None
         self.models_body = chat.models_body(self)
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": chat.chat_completions,

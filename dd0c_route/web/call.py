@@ -12,7 +12,6 @@ turns that into exactly one usage record, errors included.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Optional, Sequence
 
 from twisted.logger import Logger
@@ -30,15 +29,12 @@ from ..relay.relay import DONE, Exchange
 from ..routing.fallback import FallbackChain
 from ..routing.router import Decision, UnknownModel
 from .errors import ProxyError, anthropic_error_body, error_for, openai_error_body, unknown_model
+from .request_id import client_request_id, new_request_id
 from .respond import write_json
 
 __all__ = ["Call"]
 
 log = Logger()
-
-
-def _new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
 
 
 class Call:
@@ -50,10 +46,13 @@ class Call:
         self.method = request.method
         self.anthropic_errors = anthropic_errors
         self.info = RequestInfo(
-            request_id=_new_request_id(),
+            request_id=new_request_id(),
             started=app.reactor.seconds(),
             endpoint=request.path.decode("utf-8", "replace"),
+            client_request_id=client_request_id(request.requestHeaders.getRawHeaders(b"x-request-id")),
         )
+        if app.tracer is not None:
+            app.tracer.start(self.info, request)
         #: The attempts of a routed or relayed call (None until it relays).
         self.chain: Optional[FallbackChain] = None
         #: An exchange the endpoint drives itself (``count_tokens``).
@@ -165,6 +164,7 @@ class Call:
             answer_failure=self.answer_failure,
             finished=self._exchange_done,
             refused=self.fail,
+            on_attempt=None if app.tracer is None else app.tracer.attempt,
         )
         self.chain.start(plan_for)
 
@@ -176,6 +176,9 @@ class Call:
             (b"x-dd0c-route", (info.route_rule or "default").encode("utf-8", "replace")),
             (b"x-dd0c-complexity", (info.complexity or "none").encode()),
         ]
+        if info.client_request_id is not None:
+            # Echoed when the client sent one; otherwise X-Request-ID stays the provider's.
+            headers.append((b"x-request-id", info.client_request_id.encode()))
         if info.provider:
             headers.append((b"x-dd0c-provider", info.provider.encode("utf-8", "replace")))
         if info.model:
@@ -240,6 +243,7 @@ class Call:
             return
         self.done = True
         self.app.active -= 1
+        self.app.live.discard(self)
         if outcome.status == 0:
             outcome = Outcome(status=499, ended=outcome.ended, ttfb=outcome.ttfb, disconnected=True, error_type=outcome.error_type or "client_closed_request", truncated=outcome.truncated)
         if facts is None:

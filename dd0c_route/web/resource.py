@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..ledger.interfaces import KeyInfo, LedgerUnavailable
+from ..loop import carries_our_via
 from .auth import presented_key
 from .call import Call
 from .errors import ProxyError
@@ -32,6 +33,20 @@ __all__ = ["ApiResource"]
 log = Logger()
 
 _JSON = [b"application/json"]
+
+#: Paths also served without the ``/v1`` prefix (clients whose base URL lacks it).
+_UNPREFIXED = (b"/chat/completions", b"/responses", b"/embeddings", b"/models", b"/messages")
+
+
+def _with_v1(request: IRequest) -> bytes:
+    """``/chat/completions`` (and the like) as ``/v1/chat/completions``: path and URI."""
+    path = request.path
+    for prefix in _UNPREFIXED:
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] in b"/?"):
+            path = request.path = b"/v1" + path
+            request.uri = b"/v1" + request.uri
+            break
+    return path
 
 
 def _checked_path(request: IRequest) -> bytes:
@@ -64,10 +79,15 @@ class ApiResource(Resource):
         path = request.path
         if path == b"/healthz":
             return self._healthz(request)
+        if not path.startswith(b"/v1/"):
+            path = _with_v1(request)
         call = Call(app, request, anthropic_errors=path.startswith(b"/v1/messages"))
         app.active += 1
+        app.live.add(call)
         cast(Request, request).notifyFinish().addErrback(call.client_lost)
         try:
+            if carries_our_via(request.requestHeaders.getRawHeaders(b"via")):
+                raise ProxyError(508, "Loop detected: this request already passed through dd0c-route (check the providers' base_url)", code="loop_detected")
             body = request.content
             if body is not None and getattr(body, "overflow", False):
                 raise ProxyError(

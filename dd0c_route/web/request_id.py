@@ -1,0 +1,41 @@
+# Tests: tests/test_request_id.py
+"""
+Request ids: ours, and the client's ``X-Request-ID``.
+
+Every request gets its own id (``req_`` + 24 hex digits): it is the
+ledger's idempotency key, so it must be unique, and a client's id cannot
+be (retries resend it).  A client's ``X-Request-ID`` is adopted beside it:
+kept on the record as ``client_request_id``, put in the access event and
+the trace, and echoed in the answer's ``X-Request-ID`` (without one, ``X-Request-ID``
+is the provider's, as the SDKs expect; ours is always in
+``x-dd0c-request-id``).  It is bounded (128 characters) and sanitized (printable ASCII
+without spaces or quotes, anything else dropped), since it lands in logs,
+and redacted like any client text (a pasted key never reaches a log).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional
+
+from ..redaction import redact_sensitive
+
+__all__ = ["MAX_CLIENT_ID", "client_request_id", "new_request_id"]
+
+MAX_CLIENT_ID = 128
+_UNSAFE = re.compile(rb"[^A-Za-z0-9._:/+=@-]")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def client_request_id(values: Optional[list[bytes]]) -> Optional[str]:
+    """The first ``X-Request-ID`` value, bounded and sanitized; None if empty."""
+    if not values:
+        return None
+    cleaned = _UNSAFE.sub(b"", values[0][: MAX_CLIENT_ID * 4])[:MAX_CLIENT_ID]
+    if not cleaned:
+        return None
+    return redact_sensitive(cleaned.decode("ascii"))
