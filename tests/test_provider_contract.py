@@ -134,7 +134,7 @@ def test_provider_error_bodies_are_scrubbed(kind: str, status: int) -> None:
     body = json.dumps({"error": {"message": f"Incorrect API key provided: {leaked}", "type": "invalid_request_error"}}).encode()
     if kind == "anthropic":
         body = json.dumps({"type": "error", "error": {"type": "authentication_error", "message": f"bad key {leaked}"}}).encode()
-    new_status, out, headers = ADAPTERS[kind].translate_error(status, body, {b"content-type": [b"application/json"]})
+    new_status, out, _headers = ADAPTERS[kind].translate_error(status, body, {b"content-type": [b"application/json"]})
     assert leaked not in out.decode()
     assert isinstance(json.loads(out), dict)
     assert new_status >= 400

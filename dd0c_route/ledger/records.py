@@ -58,6 +58,9 @@ class UsageRecord:
     #: have cost on the same token counts.
     shadow_model: Optional[str] = None
     cost_shadow_usd: Optional[Decimal] = None
+    #: Output tokens the provider reports as reasoning (a part of
+    #: ``completion_tokens``, billed as output; kept apart to show it).
+    reasoning_tokens: Optional[int] = None
 
 
 def _jsonable(value: Any) -> Any:

@@ -71,6 +71,9 @@ _ROUTING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_shadow_usd", "TEXT"),
 )
 
+#: Columns added by migration 2 (the Responses API: reasoning tokens).
+_RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "INTEGER"),)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
@@ -90,9 +93,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _ROUTING_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _RESPONSES_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -241,6 +241,7 @@ class Meter:
             attempts=info.attempts,
             shadow_model=info.shadow_model,
             cost_shadow_usd=self._shadow_cost(info, facts),
+            reasoning_tokens=facts.reasoning_tokens,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:

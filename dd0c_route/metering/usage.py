@@ -59,6 +59,7 @@ class UsageFacts:
         "error_type",
         "prompt_includes_cached",
         "prompt_tokens",
+        "reasoning_tokens",
         "response_id",
         "usage_seen",
     )
@@ -69,6 +70,9 @@ class UsageFacts:
         self.completion_tokens: Optional[int] = None
         self.cached_tokens: Optional[int] = None
         self.cache_creation_tokens: Optional[int] = None
+        #: Output tokens spent reasoning: part of ``completion_tokens`` (and
+        #: billed as output), kept apart to show where output went.
+        self.reasoning_tokens: Optional[int] = None
         self.delivered = DeliveredText()
         self.error_type: Optional[str] = None
         self.usage_seen = False
@@ -86,6 +90,7 @@ class UsageFacts:
             details = usage.get("prompt_tokens_details")
             if isinstance(details, dict):
                 self.cached_tokens = _int(details.get("cached_tokens"), self.cached_tokens)
+            self._take_reasoning(usage.get("completion_tokens_details"))
             self.usage_seen = True
         elif "input_tokens" in usage or "output_tokens" in usage:
             if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:
@@ -101,7 +106,12 @@ class UsageFacts:
                     self.cached_tokens = _int(details.get("cached_tokens"), self.cached_tokens)
             self.prompt_tokens = _int(usage.get("input_tokens"), self.prompt_tokens)
             self.completion_tokens = _int(usage.get("output_tokens"), self.completion_tokens)
+            self._take_reasoning(usage.get("output_tokens_details"))
             self.usage_seen = True
+
+    def _take_reasoning(self, details: Any) -> None:
+        if isinstance(details, dict):
+            self.reasoning_tokens = _int(details.get("reasoning_tokens"), self.reasoning_tokens)
 
     def take_delivered_choices(self, choices: Any) -> None:
         """

@@ -153,6 +153,8 @@ class Scenario:
     answer: after the headers and half the body).  ``mid_stream_error`` is
     the provider's inner error object, sent after the content instead of a
     normal end.  ``hang`` never answers until the client goes away.
+    ``cached_tokens`` and ``reasoning_tokens`` are the usage details a
+    Responses answer reports (reasoning tokens are added to the output).
     """
 
     status: int = 200
@@ -169,6 +171,8 @@ class Scenario:
     tool_calls: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_tool_calls)
     mid_stream_error: Optional[dict[str, Any]] = None
     hang: bool = False
+    cached_tokens: int = attrs.field(default=0, validator=_non_negative)
+    reasoning_tokens: int = attrs.field(default=0, validator=_non_negative)
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> Scenario:

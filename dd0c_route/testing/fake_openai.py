@@ -30,6 +30,7 @@ from ._fakestate import (
     reply_text_for,
     split_reply,
 )
+from .fake_openai_responses import responses_answer
 
 _ERRORS: dict[int, tuple[str, Optional[str], str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -120,6 +121,7 @@ class FakeOpenAI:
             (b"POST", "/v1/chat/completions"): self._chat,
             (b"POST", "/v1/completions"): self._completions,
             (b"POST", "/v1/embeddings"): self._embeddings,
+            (b"POST", "/v1/responses"): self._responses,
             (b"GET", "/v1/models"): self._models,
         }
         handler = handlers.get((method, path))
@@ -296,6 +298,12 @@ class FakeOpenAI:
                 yield _sse(chunk([], usage=usage))
             yield Event(b"data: [DONE]\n\n")
 
+        self._serve(exchange, whole, events if request.get("stream") else None)
+
+    def _responses(self, exchange: Exchange, request: dict[str, Any], path: str) -> None:
+        if not isinstance(request.get("input"), (str, list)):
+            return self._invalid(exchange, "input", "Invalid 'input': expected a string or an array.")
+        whole, events = responses_answer(self.state, int(self.reactor.seconds()), request)
         self._serve(exchange, whole, events if request.get("stream") else None)
 
     def _completions(self, exchange: Exchange, request: dict[str, Any], path: str) -> None:

@@ -21,7 +21,7 @@ from ..providers.interfaces import IProvider
 from ..providers.registry import ProviderRegistry
 from ..relay.upstream import UpstreamClient
 from ..routing.service import Routing
-from . import chat, messages, passthrough
+from . import chat, messages, passthrough, responses
 from .call import Call
 from .resource import ApiResource
 
@@ -58,6 +58,7 @@ class ProxyApp:
         self.models_body = chat.models_body(self)
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": chat.chat_completions,
+            b"/v1/responses": responses.responses,
             b"/v1/models": chat.models,
             b"/v1/messages": messages.messages,
             b"/v1/messages/count_tokens": messages.count_tokens,

@@ -10,15 +10,16 @@ can serve it is simply which adapters the app has.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from ..config import ProviderConfig
 from ..providers.errors import CannotServe
+from ..providers.interfaces import IProvider
 from ..relay.plan import UpstreamCall
 from .call import Call
 from .errors import ProxyError
 
-__all__ = ["chat_completions", "models", "models_body"]
+__all__ = ["adapter_for", "chat_completions", "models", "models_body"]
 
 
 def models_body(app: Any) -> bytes:
@@ -34,6 +35,19 @@ def models(call: Call) -> None:
     if call.method not in (b"GET", b"HEAD"):
         raise ProxyError(405, "Method not allowed: use GET", code="method_not_allowed")
     call.respond_json(200, call.app.models_body)
+
+
+def adapter_for(adapters: Mapping[str, IProvider], served: str, provider: ProviderConfig) -> IProvider:
+    """The adapter of ``provider``'s kind, or a 400 naming the model it cannot reach."""
+    adapter = adapters.get(provider.kind)
+    if adapter is None:
+        raise CannotServe(
+            400,
+            f"The model `{served}` is served by a {provider.kind} provider, which this endpoint cannot reach yet",
+            param="model",
+            code="model_not_supported",
+        )
+    return adapter
 
 
 def chat_completions(call: Call) -> None:
@@ -63,14 +77,6 @@ def chat_completions(call: Call) -> None:
     created = int(app.reactor.seconds())
 
     def plan_for(served: str, provider: ProviderConfig) -> UpstreamCall:
-        adapter = adapters.get(provider.kind)
-        if adapter is None:
-            raise CannotServe(
-                400,
-                f"The model `{served}` is served by a {provider.kind} provider, which this endpoint cannot reach yet",
-                param="model",
-                code="model_not_supported",
-            )
-        return adapter.chat_completion(provider, client_headers, body, raw, served, stream, created)
+        return adapter_for(adapters, served, provider).chat_completion(provider, client_headers, body, raw, served, stream, created)
 
     call.serve(decision, plan_for)
