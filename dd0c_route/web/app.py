@@ -17,11 +17,12 @@ from twisted.internet.interfaces import IReactorTime
 from ..config import Config
 from ..metering.meter import Meter
 from ..providers.adapters import default_adapters
+from ..providers.catalog import ModelCatalog
 from ..providers.interfaces import IProvider
 from ..providers.registry import ProviderRegistry
 from ..relay.upstream import UpstreamClient
 from ..routing.service import Routing
-from . import chat, messages, passthrough, responses
+from . import chat, messages, models, passthrough, responses
 from .call import Call
 from .resource import ApiResource
 
@@ -41,6 +42,7 @@ class ProxyApp:
         upstream: UpstreamClient,
         routing: Optional[Routing] = None,
         adapters: Optional[Mapping[str, IProvider]] = None,
+        catalog: Optional[ModelCatalog] = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
@@ -55,11 +57,15 @@ class ProxyApp:
         #: The provider kinds a chat completion can be served by.
         self.kinds = frozenset(self.adapters)
         self.active = 0
-        self.models_body = chat.models_body(self)
+        if catalog is None:
+            # Without a lister: config names and aliases only.
+            catalog = ModelCatalog(config.providers, self.registry.provider_for, config.routing.aliases, reactor)
+        #: What ``GET /v1/models`` lists (the tap starts its refreshing).
+        self.catalog = catalog
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": chat.chat_completions,
             b"/v1/responses": responses.responses,
-            b"/v1/models": chat.models,
+            b"/v1/models": models.models,
             b"/v1/messages": messages.messages,
             b"/v1/messages/count_tokens": messages.count_tokens,
         }

@@ -1,6 +1,6 @@
 # Tests: tests/test_live_openai.py, tests/test_live_anthropic.py, tests/test_bad_input.py
 """
-``/v1/chat/completions`` and ``/v1/models``.
+``/v1/chat/completions``.
 
 A chat completion is checked, routed, and served by the adapter of each
 attempt's provider kind (OpenAI relayed, Anthropic translated); which kinds
@@ -9,8 +9,7 @@ can serve it is simply which adapters the app has.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping
+from typing import Mapping
 
 from ..config import ProviderConfig
 from ..providers.errors import CannotServe
@@ -19,22 +18,7 @@ from ..relay.plan import UpstreamCall
 from .call import Call
 from .errors import ProxyError
 
-__all__ = ["adapter_for", "chat_completions", "models", "models_body"]
-
-
-def models_body(app: Any) -> bytes:
-    """The ``GET /v1/models`` list, built once."""
-    data = [
-        {"id": model, "object": "model", "created": 0, "owned_by": provider.name}
-        for model, provider in app.registry.listed_models()
-    ]
-    return json.dumps({"object": "list", "data": data}).encode("utf-8")
-
-
-def models(call: Call) -> None:
-    if call.method not in (b"GET", b"HEAD"):
-        raise ProxyError(405, "Method not allowed: use GET", code="method_not_allowed")
-    call.respond_json(200, call.app.models_body)
+__all__ = ["adapter_for", "chat_completions"]
 
 
 def adapter_for(adapters: Mapping[str, IProvider], served: str, provider: ProviderConfig) -> IProvider:
