@@ -79,7 +79,7 @@ def _content(content: Any, param: str, strict: bool) -> Any:
                 parts.append({"type": "image_url", "image_url": {"url": url}})
             elif strict:
                 raise _bad(
-                    "Only input_image parts with an image_url (https or data URL) are supported for this model.",
+                    f"Unsupported '{param}[{index}]': only input_image parts with an image_url (https or data URL) are supported for this model.",
                     f"{param}[{index}]",
                 )
             else:
@@ -87,7 +87,7 @@ def _content(content: Any, param: str, strict: bool) -> Any:
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "text", "text": part["refusal"]})
         elif strict:
-            raise _bad(f"Content parts of type {kind!r} are not supported for this model.", f"{param}[{index}]")
+            raise _bad(f"Unsupported '{param}[{index}]': content parts of type {kind!r} are not supported for this model.", f"{param}[{index}]")
     return parts
 
 
@@ -130,7 +130,7 @@ def _messages(body: Mapping[str, Any], strict: bool) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": _text(item.get("output"))})
         elif strict:
-            raise _bad(f"Input items of type {kind!r} are not supported for this model.", param)
+            raise _bad(f"Unsupported '{param}': input items of type {kind!r} are not supported for this model.", param)
     return messages
 
 

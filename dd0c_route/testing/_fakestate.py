@@ -267,6 +267,10 @@ class FakeProviderState:
     counter: TokenCounter = attrs.field(factory=default_counter)
     scenarios: deque[Scenario] = attrs.field(factory=deque)
     requests: list[ReceivedRequest] = attrs.field(factory=list)
+    #: ``GET /v1/models`` requests, kept apart: the proxy lists models in
+    #: the background, and that must not shift a test's view of the API
+    #: calls it makes (``requests``) nor consume its queued scenarios.
+    listings: list[ReceivedRequest] = attrs.field(factory=list)
     open_connections: int = 0
     total_connections: int = 0
     stream_pauses: int = 0
@@ -297,6 +301,9 @@ class FakeProviderState:
 
     def record(self, request: ReceivedRequest) -> None:
         """Remember a request the fake received (see :meth:`request_handled`)."""
+        if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
+            self.listings.append(request)
+            return
         self.requests.append(request)
 
     def request_handled(self) -> None:

@@ -178,8 +178,9 @@ class FakeOpenAI:
         exchange: Exchange,
         body: Callable[[Scenario], Any],
         stream: Optional[Callable[[Scenario], Iterator[Event]]] = None,
+        queued: bool = True,
     ) -> None:
-        scenario = self.state.next_scenario()
+        scenario = self.state.next_scenario() if queued else self.state.default_scenario
         serve(
             exchange,
             scenario,
@@ -393,8 +394,5 @@ class FakeOpenAI:
 
         if path.startswith("/v1/models/"):
             name = path[len("/v1/models/"):]
-            self._serve(exchange, lambda scenario: model(name))
-            return
-        self._serve(
-            exchange, lambda scenario: {"object": "list", "data": [model(m) for m in _MODELS]}
-        )
+            return self._serve(exchange, lambda scenario: model(name))
+        self._serve(exchange, lambda scenario: {"object": "list", "data": [model(m) for m in _MODELS]}, queued=False)
