@@ -222,14 +222,29 @@ class RoutingTests(TestCase):
         self.assertEqual(record.endpoint, "/v1/responses")
 
     @inlineCallbacks
-    def test_tools_match_key_reads_the_responses_shape(self):
-        """A rule matching ``tools = true`` fires for a Responses request with function tools, not without."""
-        rule = {"name": "tooling", "match": {"tools": True}, "action": {"model": "gpt-4o-mini"}}
-        live = yield start_live_proxy(self, {"routing": {"mode": "enforce", "rules": [rule]}})
-        with_tools = yield in_thread(post, live, {"model": "gpt-4o", "input": PROMPT, "tools": TOOLS})
-        without = yield in_thread(post, live, {"model": "gpt-4o", "input": PROMPT})
-        self.assertEqual(with_tools[1]["x-dd0c-route"], "tooling")
-        self.assertEqual(without[1]["x-dd0c-route"], "default")
+    def test_match_keys_read_the_responses_shape(self):
+        """
+        Rules matching ``tools``, ``json_mode`` (``text.format``) and
+        ``images`` (``input_image`` parts) fire for Responses requests that
+        have them, and not for one that has none.
+        """
+        rules = [
+            {"name": "tooling", "match": {"tools": True}, "action": {"model": "gpt-4o-mini"}},
+            {"name": "json", "match": {"json_mode": True}, "action": {"model": "gpt-4o-mini"}},
+            {"name": "vision", "match": {"images": True}, "action": {"model": "gpt-4o-mini"}},
+        ]
+        live = yield start_live_proxy(self, {"routing": {"mode": "enforce", "rules": rules}})
+        image = [{"role": "user", "content": [{"type": "input_text", "text": "what is it?"},
+                                              {"type": "input_image", "image_url": "https://example.com/cat.png"}]}]
+        cases = [
+            ({"tools": TOOLS}, "tooling"),
+            ({"text": {"format": {"type": "json_object"}}}, "json"),
+            ({"input": image}, "vision"),
+            ({}, "default"),
+        ]
+        for extra, route in cases:
+            _, headers, _ = yield in_thread(post, live, dict({"model": "gpt-4o", "input": PROMPT}, **extra))
+            self.assertEqual(headers["x-dd0c-route"], route, extra)
 
     @inlineCallbacks
     def test_429_falls_back_before_the_first_byte(self):

@@ -18,7 +18,6 @@ and is logged, it never fails the listing nor delays start-up.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -75,9 +74,10 @@ class ModelCatalog(Service):
         for provider in self._providers:
             for model in provider.exact_models:
                 seen.setdefault(model, provider.name)
-            globs = provider.model_globs
             for model in self._fetched.get(provider.name, ()):
-                if any(fnmatch.fnmatchcase(model, glob) for glob in globs) and self._provider_for(model) is provider:
+                # Served by this provider: one of its globs admits it and no
+                # exact name or longer glob elsewhere claims it.
+                if self._provider_for(model) is provider:
                     seen.setdefault(model, provider.name)
         for alias, target in self._aliases.items():
             owner = self._provider_for(target)
