@@ -1,4 +1,4 @@
-# Tests: tests/test_cli_prices.py
+# Tests: tests/test_prices.py, tests/test_twistd_prices.py
 """
 ``dd0c-route check`` and ``dd0c-route prices``: what the config's prices are.
 

@@ -169,6 +169,7 @@ def build_service(config: Config, reactor: Any) -> Built:
     from .metering.meter import Meter
     from .metering.prices import Prices, price_warnings
     from .providers.adapters import default_adapters
+    from .providers.catalog import ModelCatalog, http_model_lister
     from .providers.registry import ProviderRegistry
     from .relay.upstream import UpstreamClient
     from .routing.service import Routing
@@ -232,9 +233,16 @@ def build_service(config: Config, reactor: Any) -> Built:
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
     _UpstreamService(upstream).setServiceParent(root)
+    adapters = default_adapters()
+    # GET /v1/models: provider lists fetched in the background, never awaited.
+    catalog = ModelCatalog(
+        config.providers, routing.router.registry.provider_for, config.routing.aliases, reactor,
+        fetch=http_model_lister(reactor, adapters, timeout=config.timeouts.connect),
+    )
+    catalog.setServiceParent(root)
     app = ProxyApp(
         reactor=reactor, config=config, keys=keys, meter=meter, upstream=upstream, routing=routing,
-        adapters=default_adapters(),
+        adapters=adapters, catalog=catalog,
     )
     app.ledger_health = writer.health
     app.tracer = tracer

@@ -12,6 +12,9 @@ module never reads ``../shared``. At load time it adapts the spec to a JSON Sche
   ``StopConfiguration`` (whose own ``oneOf`` branch is already nullable) valid for null.
 * ``Embedding.embedding`` also accepts the base64 string returned for
   ``encoding_format: "base64"``.
+* ``CompoundFilter`` (reached from the Responses tools) is written in draft 2019-09's
+  ``$recursiveAnchor: true`` / ``$recursiveRef: "#"``; it becomes the equivalent
+  ``$ref`` to itself.
 
 Nothing else is relaxed: a property the spec lists in ``required`` must be present even
 when its value is null (``finish_reason`` on every chunk, ``logprobs`` and
@@ -34,7 +37,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-__all__ = ["SUBSET_PATH", "component", "schema_names", "validate", "validate_sse_stream"]
+__all__ = ["RESPONSE_EVENT_SCHEMAS", "SUBSET_PATH", "component", "schema_names", "validate", "validate_responses_stream", "validate_sse_stream"]
 
 SUBSET_PATH = Path(__file__).resolve().parent / "schemas" / "openai-subset.json"
 
@@ -94,13 +97,24 @@ def _patch_embedding(schemas: dict[str, Any]) -> None:
     }
 
 
+def _patch_recursive_refs(node: Any, name: str) -> Any:
+    """Draft 2019-09 recursion (``$recursiveRef: "#"``) as a plain ``$ref`` to component ``name``."""
+    if isinstance(node, list):
+        return [_patch_recursive_refs(item, name) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("$recursiveRef") == "#":
+        return {"$ref": f"{_REF_PREFIX}{name}"}
+    return {k: _patch_recursive_refs(v, name) for k, v in node.items() if k != "$recursiveAnchor"}
+
+
 @functools.cache
 def _load() -> tuple[Registry, frozenset[str]]:
     with SUBSET_PATH.open(encoding="utf-8") as f:
         document = json.load(f)
     schemas = document["components"]["schemas"]
     for name in list(schemas):
-        schemas[name] = _nullable_to_2020_12(schemas[name])
+        schemas[name] = _nullable_to_2020_12(_patch_recursive_refs(schemas[name], name))
     _patch_embedding(schemas)
     for name, schema in schemas.items():
         try:
@@ -209,3 +223,48 @@ def validate_sse_stream(events: Sequence[Mapping[str, Any]]) -> None:
                     path=["usage"], instance=chunk.get("usage"),
                 )
 
+
+
+#: The component schema of each Responses stream event type the proxy produces.
+RESPONSE_EVENT_SCHEMAS = {
+    "response.created": "ResponseCreatedEvent",
+    "response.in_progress": "ResponseInProgressEvent",
+    "response.output_item.added": "ResponseOutputItemAddedEvent",
+    "response.output_item.done": "ResponseOutputItemDoneEvent",
+    "response.content_part.added": "ResponseContentPartAddedEvent",
+    "response.content_part.done": "ResponseContentPartDoneEvent",
+    "response.output_text.delta": "ResponseTextDeltaEvent",
+    "response.output_text.done": "ResponseTextDoneEvent",
+    "response.function_call_arguments.delta": "ResponseFunctionCallArgumentsDeltaEvent",
+    "response.function_call_arguments.done": "ResponseFunctionCallArgumentsDoneEvent",
+    "response.completed": "ResponseCompletedEvent",
+    "response.incomplete": "ResponseIncompleteEvent",
+    "response.failed": "ResponseFailedEvent",
+    "error": "ResponseErrorEvent",
+}
+
+
+def validate_responses_stream(events: Sequence[Mapping[str, Any]]) -> None:
+    """Validate a Responses event stream: parsed ``data:`` payloads, in order.
+
+    Each event must match the schema of its ``type`` (see ``RESPONSE_EVENT_SCHEMAS``)
+    and ``ResponseStreamEvent``; beyond the schema, ``sequence_number`` counts up from
+    0 by one, the first event is ``response.created`` and every ``response`` carried
+    has the same ``id``.
+    """
+    if not events:
+        raise ValidationError("Responses stream: no events")
+    if events[0].get("type") != "response.created":
+        raise ValidationError(f"event 0 is {events[0].get('type')!r}, not response.created")
+    response_id = events[0]["response"]["id"]
+    for i, event in enumerate(events):
+        label = f"event {i} ({event.get('type')})"
+        name = RESPONSE_EVENT_SCHEMAS.get(str(event.get("type")))
+        if name is None:
+            raise ValidationError(f"{label}: not an event type the proxy should produce")
+        validate(name, event, label=label)
+        validate("ResponseStreamEvent", event, label=label)
+        if event["sequence_number"] != i:
+            raise ValidationError(f"{label}: sequence_number {event['sequence_number']} is not {i}")
+        if "response" in event and event["response"]["id"] != response_id:
+            raise ValidationError(f"{label}: response id {event['response']['id']!r} is not {response_id!r}")

@@ -181,3 +181,100 @@ def test_untranslatable_request_is_refused_before_sending() -> None:
     with pytest.raises(CannotServe) as info:
         ADAPTERS["anthropic"].chat_completion(provider, headers, body, json.dumps(body).encode(), "m", False, 1)
     assert info.value.param == "n"
+
+
+#: A Responses API answer in each kind's wire format (Anthropic answers a
+#: translated Responses request with a Messages reply).
+RESPONSES_ANSWERS = {
+    "openai": {
+        "id": "resp_1", "object": "response", "created_at": 1, "status": "completed", "model": "m",
+        "output": [{"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": "hi", "annotations": [], "logprobs": []}]}],
+        "usage": {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14},
+    },
+    "anthropic": ANSWERS["anthropic"],
+}
+
+RESPONSES_STREAMS = {
+    "openai": [
+        {"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}},
+        {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "hi", "logprobs": []},
+        {"type": "response.completed", "sequence_number": 2, "response": RESPONSES_ANSWERS["openai"]},
+    ],
+    "anthropic": STREAMS["anthropic"],
+}
+
+
+def responses_plan(adapter: IProvider, stream: bool) -> tuple[UpstreamCall, str, list[str]]:
+    provider, provider_key = provider_for(adapter.kind)
+    headers, client_keys = client_headers()
+    body = {"model": "m", "input": "hello", "stream": stream, "max_output_tokens": 16}
+    plan = adapter.responses(provider, headers, body, json.dumps(body).encode(), "m", stream, 1)
+    return plan, provider_key, client_keys
+
+
+def _wire(kind: str, events: list[dict]) -> bytes:
+    return b"".join(
+        b"event: " + event["type"].encode() + b"\n" + b"data: " + json.dumps(event).encode() + b"\n\n"
+        for event in events
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("kind", sorted(ADAPTERS))
+def test_responses_plan_carries_only_the_provider_key(kind: str, stream: bool) -> None:
+    plan, provider_key, client_keys = responses_plan(ADAPTERS[kind], stream)
+    everything = repr(plan.headers) + repr(plan.body) + plan.url
+    assert provider_key in repr(plan.headers)
+    for key in client_keys:
+        assert key not in everything
+    assert plan.url.startswith("http://127.0.0.1:9/")
+
+
+@pytest.mark.parametrize("kind", sorted(ADAPTERS))
+def test_reading_a_responses_answer_fills_usage_facts(kind: str) -> None:
+    plan, _, _ = responses_plan(ADAPTERS[kind], stream=False)
+    handler = plan.choose_handler(FakeResponse(b"application/json"))
+    raw = json.dumps(RESPONSES_ANSWERS[kind]).encode()
+    out = handler.data(raw[:7]) + handler.data(raw[7:]) + handler.end()
+    facts: UsageFacts = plan.facts
+    assert (facts.prompt_tokens, facts.completion_tokens) == (11, 3)
+    assert facts.response_id
+    assert json.loads(out or raw)["object"] == "response"
+
+
+@pytest.mark.parametrize("kind", sorted(ADAPTERS))
+def test_reading_a_responses_stream_fills_usage_facts(kind: str) -> None:
+    plan, _, _ = responses_plan(ADAPTERS[kind], stream=True)
+    handler = plan.choose_handler(FakeResponse(b"text/event-stream"))
+    wire = _wire(kind, RESPONSES_STREAMS[kind])
+    out = b"".join(handler.data(wire[i:i + 5]) for i in range(0, len(wire), 5)) + handler.end()
+    facts: UsageFacts = plan.facts
+    assert (facts.prompt_tokens, facts.completion_tokens) == (11, 3)
+    assert "".join(facts.delivered) == "hi"
+    assert b"event: response.completed" in out
+
+
+@pytest.mark.parametrize("kind", sorted(ADAPTERS))
+def test_responses_stream_cut_keeps_what_was_delivered(kind: str) -> None:
+    """Cut before the final event: no output usage, the delivered delta kept for a local count."""
+    plan, _, _ = responses_plan(ADAPTERS[kind], stream=True)
+    handler = plan.choose_handler(FakeResponse(b"text/event-stream"))
+    events = RESPONSES_STREAMS[kind]
+    upto = 2 if kind == "openai" else 3
+    handler.data(_wire(kind, events[:upto]))
+    handler.failed("the provider went away")
+    facts: UsageFacts = plan.facts
+    assert facts.completion_tokens is None
+    assert "".join(facts.delivered) == "hi"
+
+
+def test_translated_responses_refuse_server_state() -> None:
+    """A translated model refuses previous_response_id with CannotServe naming it."""
+    provider, _ = provider_for("anthropic")
+    headers, _ = client_headers()
+    body = {"model": "m", "input": "x", "previous_response_id": "resp_1"}
+    with pytest.raises(CannotServe) as info:
+        ADAPTERS["anthropic"].responses(provider, headers, body, json.dumps(body).encode(), "m", False, 1)
+    assert info.value.param == "previous_response_id"

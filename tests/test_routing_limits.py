@@ -215,7 +215,7 @@ def test_day_and_month_boundaries():
 
 
 def test_migration_adds_routing_columns_to_an_existing_ledger():
-    """A ledger written before routing (schema 1) gains the new columns and keeps its rows."""
+    """A ledger written before routing (schema 1) gains the new columns (routing, then reasoning_tokens) and keeps its rows."""
     directory = tempfile.mkdtemp()
     try:
         path = os.path.join(directory, "old.sqlite3")
@@ -230,8 +230,8 @@ def test_migration_adds_routing_columns_to_an_existing_ledger():
             assert store.schema_version == SCHEMA_VERSION
             (old,) = store.read_records()
             assert old.request_id == "old" and old.attempts is None and old.cost_shadow_usd is None
-            assert old.price_source is None and old.price_tier is None
-            new = UsageRecord(request_id="new", attempts="a@p:429,b@q:200", shadow_model="m", cost_shadow_usd=Decimal("0.000001"))
+            assert old.price_source is None and old.price_tier is None and old.reasoning_tokens is None
+            new = UsageRecord(request_id="new", attempts="a@p:429,b@q:200", shadow_model="m", cost_shadow_usd=Decimal("0.000001"), reasoning_tokens=7)
             store.write_records([new])
             assert store.read_records()[1] == new
     finally:

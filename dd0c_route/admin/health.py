@@ -1,4 +1,4 @@
-# Tests: tests/test_admin.py, tests/test_admin_live.py
+# Tests: tests/test_admin_live.py, tests/test_drain.py
 """
 Readiness: whether a load balancer should send this process traffic.
 

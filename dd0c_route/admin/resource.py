@@ -1,4 +1,4 @@
-# Tests: tests/test_admin.py, tests/test_admin_live.py
+# Tests: tests/test_admin_live.py, tests/test_metrics.py
 """
 The admin listener's one resource: ``/metrics``, ``/livez``, ``/readyz``.
 

@@ -1,4 +1,4 @@
-# Tests: tests/test_groups.py
+# Tests: tests/test_cli_postgres.py, tests/test_cli.py
 """
 Usage totals grouped by day, key, team or model (one or two of them).
 

@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py, tests/test_ledger.py (the contract)
+# Tests: tests/test_postgres.py, tests/test_ledger.py
 """
 The shared ledger: usage records and proxy keys in PostgreSQL (psycopg 3).
 
@@ -84,7 +84,9 @@ _USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 #: Columns added by migration 1 (issue #15: a client's X-Request-ID).
 _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "text"),)
-_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS)
+#: Columns added by migration 2 (the Responses API: reasoning tokens).
+_RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "bigint"),)
+_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS)
 _KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
 
 #: The rollup's money and count columns, as summed.
@@ -125,6 +127,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
         "ALTER TABLE keys ADD COLUMN admin boolean NOT NULL DEFAULT false",
     ),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
 )
 
 #: The schema version this code writes and understands.

@@ -66,6 +66,9 @@ class UsageRecord:
     price_tier: Optional[str] = None
     #: The client's ``X-Request-ID`` (bounded, sanitized), when it sent one.
     client_request_id: Optional[str] = None
+    #: Output tokens the provider reports as reasoning (a part of
+    #: ``completion_tokens``, billed as output; kept apart to show it).
+    reasoning_tokens: Optional[int] = None
 
 
 _DECIMAL_FIELDS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})

@@ -80,6 +80,9 @@ _PRICE_COLUMNS: tuple[tuple[str, str], ...] = (
 #: Columns added by migration 3 (issue #15: a client's X-Request-ID).
 _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "TEXT"),)
 
+#: Columns added by migration 4 (the Responses API: reasoning tokens).
+_RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "INTEGER"),)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 
@@ -104,9 +107,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
         "ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
     ),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS
+_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)

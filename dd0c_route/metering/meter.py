@@ -250,6 +250,7 @@ class Meter:
             price_source=None if quote is None else quote.source,
             price_tier=None if quote is None else quote.tier,
             client_request_id=info.client_request_id,
+            reasoning_tokens=facts.reasoning_tokens,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:

@@ -117,6 +117,7 @@ class UsageFacts:
         "error_type",
         "prompt_includes_cached",
         "prompt_tokens",
+        "reasoning_tokens",
         "response_id",
         "service_tier",
         "usage_seen",
@@ -134,6 +135,9 @@ class UsageFacts:
         #: The tier the provider says it served (OpenAI's response
         #: ``service_tier``, Anthropic's ``usage.service_tier``): priced by it.
         self.service_tier: Optional[str] = None
+        #: Output tokens spent reasoning: part of ``completion_tokens`` (and
+        #: billed as output), kept apart to show where output went.
+        self.reasoning_tokens: Optional[int] = None
         self.delivered: DeliveredText | EscapedText = DeliveredText()
         self.error_type: Optional[str] = None
         self.usage_seen = False
@@ -151,6 +155,7 @@ class UsageFacts:
             details = usage.get("prompt_tokens_details")
             if isinstance(details, dict):
                 self.cached_tokens = _int(details.get("cached_tokens"), self.cached_tokens)
+            self._take_reasoning(usage.get("completion_tokens_details"))
             self.usage_seen = True
         elif "input_tokens" in usage or "output_tokens" in usage:
             if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:
@@ -172,12 +177,17 @@ class UsageFacts:
                     self.cached_tokens = _int(details.get("cached_tokens"), self.cached_tokens)
             self.prompt_tokens = _int(usage.get("input_tokens"), self.prompt_tokens)
             self.completion_tokens = _int(usage.get("output_tokens"), self.completion_tokens)
+            self._take_reasoning(usage.get("output_tokens_details"))
             self.usage_seen = True
 
     def take_service_tier(self, tier: Any) -> None:
         """Keep the ``service_tier`` a response or its usage reports."""
         if isinstance(tier, str) and tier:
             self.service_tier = tier
+
+    def _take_reasoning(self, details: Any) -> None:
+        if isinstance(details, dict):
+            self.reasoning_tokens = _int(details.get("reasoning_tokens"), self.reasoning_tokens)
 
     def take_delivered_choices(self, choices: Any) -> None:
         """

@@ -9,6 +9,8 @@ Messages call and the reply -- whole or streamed -- back into
 become the OpenAI errors an OpenAI SDK parses.  Upstream requests always
 carry the provider's key (``x-api-key``), never the client's; a native
 client's own ``anthropic-version`` wins (it knows the shapes it parses).
+A Responses API request is translated the same way
+(``providers.anthropic_responses``), its stream event by event.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from ..redaction import redact_sensitive
 from ..relay.handlers import BodyHandler
 from ..relay.plan import UpstreamCall
 from .anthropic_handlers import TranslatedJSONHandler, TranslatedStreamHandler
+from .anthropic_responses import ResponseShape, responses_to_anthropic_request
+from .anthropic_responses_stream import ResponsesTranslatedJSONHandler, ResponsesTranslatedStreamHandler
 from .anthropic_translate import anthropic_error_to_openai, openai_to_anthropic_request
 from .interfaces import IProvider
 
@@ -81,6 +85,34 @@ class AnthropicProvider:
             if stream:
                 return TranslatedStreamHandler(facts, model, created, include_usage)
             return TranslatedJSONHandler(facts, model, created)
+
+        return UpstreamCall(
+            url=self.url(provider, "/v1/messages"),
+            headers=self.headers(provider, client_headers, native=False),
+            body=json.dumps(request).encode("utf-8"),
+            facts=facts,
+            choose_handler=choose_handler,
+            translate_error=self.translate_error,
+        )
+
+    def responses(
+        self,
+        provider: ProviderConfig,
+        client_headers: Headers,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        stream: bool,
+        created: int,
+    ) -> UpstreamCall:
+        request = responses_to_anthropic_request(body, model, stream)  # raises TranslationError
+        shape = ResponseShape(model=model, created=created, request=body)
+        facts = UsageFacts()
+
+        def choose_handler(response: IResponse) -> BodyHandler:
+            if stream:
+                return ResponsesTranslatedStreamHandler(facts, shape)
+            return ResponsesTranslatedJSONHandler(facts, shape)
 
         return UpstreamCall(
             url=self.url(provider, "/v1/messages"),

@@ -11,7 +11,13 @@ to another API) and read back (the body handler, which fills the request's
 an OpenAI-format client.  The tap builds one adapter per kind and hands the
 app a ``{kind: adapter}`` mapping; a new kind (Azure OpenAI, Bedrock) is one
 module implementing :class:`IProvider` and one entry in
-:data:`dd0c_route.providers.ADAPTERS`.
+:func:`dd0c_route.providers.adapters.default_adapters`.
+
+Every kind serves both client APIs the proxy routes, chat completions and
+the Responses API: a kind that cannot speak Responses natively translates
+it (Anthropic does, in ``providers.anthropic_responses``), so the seam is
+one interface, not an optional second one the web layer would have to
+probe for.
 """
 
 from __future__ import annotations
@@ -59,6 +65,18 @@ class IProvider(Interface):
         The :class:`~dd0c_route.relay.plan.UpstreamCall` that serves an OpenAI chat completion (``body``,
         whose bytes are ``raw``) with ``model`` on ``provider``.  Raises
         :class:`~dd0c_route.providers.errors.CannotServe` for a request this provider cannot take.
+        """
+
+    def responses(
+        provider: Any, client_headers: Any, body: dict[str, Any], raw: bytes, model: str, stream: bool, created: int
+    ) -> Any:
+        """
+        The UpstreamCall that serves a Responses API request (``POST
+        /v1/responses``; ``body``, whose bytes are ``raw``) with ``model``
+        on ``provider``: relayed to a provider that speaks it, translated
+        for one that does not.  Its handler fills the UsageFacts from the
+        final event's usage, or from the output delivered when the stream
+        is cut.  Raises CannotServe for a request this provider cannot take.
         """
 
     def translate_error(status: int, body: bytes, headers: dict[bytes, list[bytes]]) -> tuple[int, bytes, dict[bytes, list[bytes]]]:

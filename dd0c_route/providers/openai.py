@@ -7,6 +7,9 @@ only: the routed ``model``, and ``stream_options.include_usage`` on every
 stream (so the provider reports usage; the extra usage chunk is hidden from
 a client that did not ask for it).  When only the second is needed the
 member is prepended to the raw body instead of re-serializing it.
+
+Responses API requests are relayed with the routed ``model`` only: their
+streams always end in an event carrying usage.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..metering.usage import UsageFacts
 from ..relay.chat_stream import OpenAIChatStreamHandler
 from ..relay.handlers import BodyHandler, JSONBodyHandler, chat_completion_or_error
 from ..relay.plan import UpstreamCall
+from ..relay.responses_stream import ResponsesJSONHandler, ResponsesStreamHandler
 from .errors import pass_openai_error
 from .interfaces import IProvider
 
@@ -90,6 +94,34 @@ class OpenAIProvider:
 
         return UpstreamCall(
             url=self.url(provider, "/v1/chat/completions"),
+            headers=self.headers(provider, client_headers, native=True),
+            body=raw,
+            facts=facts,
+            choose_handler=choose_handler,
+            translate_error=pass_openai_error,
+        )
+
+    def responses(
+        self,
+        provider: ProviderConfig,
+        client_headers: Headers,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        stream: bool,
+        created: int,
+    ) -> UpstreamCall:
+        if body.get("model") != model:
+            raw = json.dumps(dict(body, model=model)).encode("utf-8")
+        facts = UsageFacts()
+
+        def choose_handler(response: IResponse) -> BodyHandler:
+            if stream:
+                return ResponsesStreamHandler(facts)
+            return ResponsesJSONHandler(facts)
+
+        return UpstreamCall(
+            url=self.url(provider, "/v1/responses"),
             headers=self.headers(provider, client_headers, native=True),
             body=raw,
             facts=facts,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Optional
 
-from ..config import KNOWN_MODELS, Config, ProviderConfig
+from ..config import Config, ProviderConfig
 
 __all__ = ["ProviderRegistry"]
 
@@ -60,17 +60,3 @@ class ProviderRegistry:
             if provider.kind == kind:
                 return provider
         return None
-
-    def listed_models(self) -> list[tuple[str, ProviderConfig]]:
-        """
-        The models ``GET /v1/models`` shows: each provider's exact names,
-        plus the well-known models its globs admit.
-        """
-        seen: dict[str, ProviderConfig] = {}
-        for provider in self.providers:
-            for model in provider.exact_models:
-                seen.setdefault(model, provider)
-            for model in KNOWN_MODELS.get(provider.kind, ()):
-                if self.provider_for(model) is provider:
-                    seen.setdefault(model, provider)
-        return sorted(seen.items())

@@ -165,6 +165,9 @@ class Scenario:
     ``"html"`` (a ``text/html`` page; empty for a stream request), and
     ``"bad_sse_line"`` (a non-JSON ``data:`` line after the second content
     chunk of a stream).
+
+    ``cached_tokens`` and ``reasoning_tokens`` are the usage details a
+    Responses answer reports (reasoning tokens are added to the output).
     """
 
     status: int = 200
@@ -182,6 +185,8 @@ class Scenario:
     mid_stream_error: Optional[dict[str, Any]] = None
     hang: bool = False
     fault: Optional[str] = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(FAULTS)))
+    cached_tokens: int = attrs.field(default=0, validator=_non_negative)
+    reasoning_tokens: int = attrs.field(default=0, validator=_non_negative)
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> Scenario:
@@ -276,6 +281,10 @@ class FakeProviderState:
     counter: TokenCounter = attrs.field(factory=default_counter)
     scenarios: deque[Scenario] = attrs.field(factory=deque)
     requests: list[ReceivedRequest] = attrs.field(factory=list)
+    #: ``GET /v1/models`` requests, kept apart: the proxy lists models in
+    #: the background, and that must not shift a test's view of the API
+    #: calls it makes (``requests``) nor consume its queued scenarios.
+    listings: list[ReceivedRequest] = attrs.field(factory=list)
     open_connections: int = 0
     total_connections: int = 0
     stream_pauses: int = 0
@@ -306,6 +315,9 @@ class FakeProviderState:
 
     def record(self, request: ReceivedRequest) -> None:
         """Remember a request the fake received (see :meth:`request_handled`)."""
+        if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
+            self.listings.append(request)
+            return
         self.requests.append(request)
 
     def request_handled(self) -> None:

@@ -127,8 +127,9 @@ class FakeAnthropic:
         exchange: Exchange,
         body: Callable[[Scenario], Any],
         stream: Optional[Callable[[Scenario], Iterator[Event]]] = None,
+        queued: bool = True,
     ) -> None:
-        scenario = self.state.next_scenario()
+        scenario = self.state.next_scenario() if queued else self.state.default_scenario
         serve(
             exchange,
             scenario,
@@ -265,4 +266,5 @@ class FakeAnthropic:
                 "first_id": data[0]["id"],
                 "last_id": data[-1]["id"],
             },
+            queued=False,
         )

@@ -30,6 +30,7 @@ from ._fakestate import (
     reply_text_for,
     split_reply,
 )
+from .fake_openai_responses import responses_answer
 
 _ERRORS: dict[int, tuple[str, Optional[str], str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -120,6 +121,7 @@ class FakeOpenAI:
             (b"POST", "/v1/chat/completions"): self._chat,
             (b"POST", "/v1/completions"): self._completions,
             (b"POST", "/v1/embeddings"): self._embeddings,
+            (b"POST", "/v1/responses"): self._responses,
             (b"GET", "/v1/models"): self._models,
         }
         handler = handlers.get((method, path))
@@ -176,8 +178,9 @@ class FakeOpenAI:
         exchange: Exchange,
         body: Callable[[Scenario], Any],
         stream: Optional[Callable[[Scenario], Iterator[Event]]] = None,
+        queued: bool = True,
     ) -> None:
-        scenario = self.state.next_scenario()
+        scenario = self.state.next_scenario() if queued else self.state.default_scenario
         serve(
             exchange,
             scenario,
@@ -298,6 +301,12 @@ class FakeOpenAI:
 
         self._serve(exchange, whole, events if request.get("stream") else None)
 
+    def _responses(self, exchange: Exchange, request: dict[str, Any], path: str) -> None:
+        if not isinstance(request.get("input"), (str, list)):
+            return self._invalid(exchange, "input", "Invalid 'input': expected a string or an array.")
+        whole, events = responses_answer(self.state, int(self.reactor.seconds()), request)
+        self._serve(exchange, whole, events if request.get("stream") else None)
+
     def _completions(self, exchange: Exchange, request: dict[str, Any], path: str) -> None:
         prompt = request.get("prompt", "")
         if isinstance(prompt, list):
@@ -385,8 +394,5 @@ class FakeOpenAI:
 
         if path.startswith("/v1/models/"):
             name = path[len("/v1/models/"):]
-            self._serve(exchange, lambda scenario: model(name))
-            return
-        self._serve(
-            exchange, lambda scenario: {"object": "list", "data": [model(m) for m in _MODELS]}
-        )
+            return self._serve(exchange, lambda scenario: model(name))
+        self._serve(exchange, lambda scenario: {"object": "list", "data": [model(m) for m in _MODELS]}, queued=False)

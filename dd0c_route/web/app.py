@@ -17,11 +17,12 @@ from twisted.internet.interfaces import IReactorTime
 from ..config import Config
 from ..metering.meter import Meter
 from ..providers.adapters import default_adapters
+from ..providers.catalog import ModelCatalog
 from ..providers.interfaces import IProvider
 from ..providers.registry import ProviderRegistry
 from ..relay.upstream import UpstreamClient
 from ..routing.service import Routing
-from . import chat, messages, passthrough
+from . import chat, messages, models, passthrough, responses
 from .call import Call
 from .paths import Passthrough
 from .resource import ApiResource
@@ -42,6 +43,7 @@ class ProxyApp:
         upstream: UpstreamClient,
         routing: Optional[Routing] = None,
         adapters: Optional[Mapping[str, IProvider]] = None,
+        catalog: Optional[ModelCatalog] = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
@@ -62,10 +64,15 @@ class ProxyApp:
         self.live: set[Call] = set()
         #: The request tracer when ``[telemetry] otlp_endpoint`` is set (dd0c_route/tracing.py).
         self.tracer: Optional[Any] = None
-        self.models_body = chat.models_body(self)
+        if catalog is None:
+            # Without a lister: config names and aliases only.
+            catalog = ModelCatalog(config.providers, self.registry.provider_for, config.routing.aliases, reactor)
+        #: What ``GET /v1/models`` lists (the tap starts its refreshing).
+        self.catalog = catalog
         self.routes: dict[bytes, Callable[[Call], None]] = {
             b"/v1/chat/completions": chat.chat_completions,
-            b"/v1/models": chat.models,
+            b"/v1/responses": responses.responses,
+            b"/v1/models": models.models,
             b"/v1/messages": messages.messages,
             b"/v1/messages/count_tokens": messages.count_tokens,
         }

@@ -1,6 +1,6 @@
 # Tests: tests/test_live_openai.py, tests/test_live_anthropic.py, tests/test_bad_input.py
 """
-``/v1/chat/completions`` and ``/v1/models``.
+``/v1/chat/completions``.
 
 A chat completion is checked, routed, and served by the adapter of each
 attempt's provider kind (OpenAI relayed, Anthropic translated); which kinds
@@ -9,31 +9,29 @@ can serve it is simply which adapters the app has.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Mapping
 
 from ..config import ProviderConfig
 from ..providers.errors import CannotServe
+from ..providers.interfaces import IProvider
 from ..relay.plan import UpstreamCall
 from .call import Call
 from .errors import ProxyError
 
-__all__ = ["chat_completions", "models", "models_body"]
+__all__ = ["adapter_for", "chat_completions"]
 
 
-def models_body(app: Any) -> bytes:
-    """The ``GET /v1/models`` list, built once."""
-    data = [
-        {"id": model, "object": "model", "created": 0, "owned_by": provider.name}
-        for model, provider in app.registry.listed_models()
-    ]
-    return json.dumps({"object": "list", "data": data}).encode("utf-8")
-
-
-def models(call: Call) -> None:
-    if call.method not in (b"GET", b"HEAD"):
-        raise ProxyError(405, "Method not allowed: use GET", code="method_not_allowed")
-    call.respond_json(200, call.app.models_body)
+def adapter_for(adapters: Mapping[str, IProvider], served: str, provider: ProviderConfig) -> IProvider:
+    """The adapter of ``provider``'s kind, or a 400 naming the model it cannot reach."""
+    adapter = adapters.get(provider.kind)
+    if adapter is None:
+        raise CannotServe(
+            400,
+            f"The model `{served}` is served by a {provider.kind} provider, which this endpoint cannot reach yet",
+            param="model",
+            code="model_not_supported",
+        )
+    return adapter
 
 
 def chat_completions(call: Call) -> None:
@@ -63,14 +61,6 @@ def chat_completions(call: Call) -> None:
     created = int(app.reactor.seconds())
 
     def plan_for(served: str, provider: ProviderConfig) -> UpstreamCall:
-        adapter = adapters.get(provider.kind)
-        if adapter is None:
-            raise CannotServe(
-                400,
-                f"The model `{served}` is served by a {provider.kind} provider, which this endpoint cannot reach yet",
-                param="model",
-                code="model_not_supported",
-            )
-        return adapter.chat_completion(provider, client_headers, body, raw, served, stream, created)
+        return adapter_for(adapters, served, provider).chat_completion(provider, client_headers, body, raw, served, stream, created)
 
     call.serve(decision, plan_for)

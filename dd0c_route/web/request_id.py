@@ -1,4 +1,4 @@
-# Tests: tests/test_request_id.py
+# Tests: tests/test_admin_live.py
 """
 Request ids: ours, and the client's ``X-Request-ID``.
 

@@ -43,6 +43,24 @@ ROOTS = (
     "CreateCompletionResponse",
     "Model",
     "CreateChatCompletionRequest",
+    # The Responses API (issue 12): the object, and every stream event the
+    # proxy produces for a translated model.
+    "Response",
+    "ResponseStreamEvent",
+    "ResponseCreatedEvent",
+    "ResponseInProgressEvent",
+    "ResponseOutputItemAddedEvent",
+    "ResponseOutputItemDoneEvent",
+    "ResponseContentPartAddedEvent",
+    "ResponseContentPartDoneEvent",
+    "ResponseTextDeltaEvent",
+    "ResponseTextDoneEvent",
+    "ResponseFunctionCallArgumentsDeltaEvent",
+    "ResponseFunctionCallArgumentsDoneEvent",
+    "ResponseCompletedEvent",
+    "ResponseIncompleteEvent",
+    "ResponseFailedEvent",
+    "ResponseErrorEvent",
 )
 
 # Provenance of the spec revision we vendor (see ../shared/specs/README.md).
