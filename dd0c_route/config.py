@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 import attrs
 
 from .secret import Secret
+from .state.config import StateConfig, StateConfigError, parse_state
 
 __all__ = [
     "BudgetConfig",
@@ -90,6 +91,8 @@ class ServerConfig:
 
     listen: str = "tcp:8080:interface=127.0.0.1"
     max_body_bytes: int = 10 * 1024 * 1024
+    #: Worker processes sharing the listening socket (``"auto"``: one per CPU).
+    workers: int = 1
 
 
 @attrs.frozen
@@ -226,6 +229,8 @@ class Config:
     source: Optional[str] = None
     routing: RoutingConfig = RoutingConfig()
     budgets: tuple[BudgetConfig, ...] = ()
+    #: Shared limits, revocations and breaker (``[state]``); None: in process.
+    state: Optional[StateConfig] = None
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -276,13 +281,18 @@ def _positive(key: str, value: float) -> float:
 
 def _parse_server(raw: Mapping[str, Any]) -> ServerConfig:
     table = _table(raw, "server")
-    _check_keys(table, "server", {"listen", "max_body_bytes"})
+    _check_keys(table, "server", {"listen", "max_body_bytes", "workers"})
     listen = _get(table, "server", "listen", str, ServerConfig().listen)
     if not listen.strip():
         raise ConfigError("server.listen", "must be a Twisted strports description")
     max_body = _get(table, "server", "max_body_bytes", int, ServerConfig().max_body_bytes)
     _positive("server.max_body_bytes", max_body)
-    return ServerConfig(listen=listen, max_body_bytes=max_body)
+    workers = table.get("workers", 1)
+    if workers == "auto":
+        workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise ConfigError("server.workers", 'must be a whole number from 1 to 256, or "auto" (one per CPU)')
+    return ServerConfig(listen=listen, max_body_bytes=max_body, workers=workers)
 
 
 def _parse_ledger(raw: Mapping[str, Any]) -> LedgerConfig:
@@ -613,7 +623,7 @@ def parse_config(
     """
     Check a parsed TOML document and build the :class:`Config`.
     """
-    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets"})
+    _check_keys(raw, "", {"server", "ledger", "timeouts", "providers", "prices", "routing", "budgets", "state"})
     providers_raw = _table(raw, "providers")
     if "providers" not in raw:
         providers_raw = {"openai": {}, "anthropic": {}}
@@ -623,15 +633,29 @@ def parse_config(
     if not providers:
         raise ConfigError("providers", "must declare at least one provider")
     _check_clashes(providers)
+    try:
+        state = parse_state(_table(raw, "state"), environ)
+    except StateConfigError as error:
+        raise ConfigError(f"state.{error.key}", error.problem) from None
+    server = _parse_server(raw)
+    budgets = _parse_budgets(raw)
+    if server.workers > 1 and budgets and state is None:
+        raise ConfigError(
+            "server.workers",
+            f"{server.workers} workers with [budgets] need [state] redis_url: each worker "
+            "would enforce every limit on its own, letting through up to "
+            f"{server.workers} times the budget",
+        )
     return Config(
-        server=_parse_server(raw),
+        server=server,
         ledger=_parse_ledger(raw),
         timeouts=_parse_timeouts(raw),
         providers=providers,
         price_overrides=_parse_prices(raw),
         source=source,
         routing=_parse_routing(raw, providers),
-        budgets=_parse_budgets(raw),
+        budgets=budgets,
+        state=state,
     )
 
 

@@ -174,7 +174,15 @@ def build_service(config: Config, reactor: Any) -> Built:
     run_in_thread = partial(deferToThreadPool, reactor, work)
 
     prices = PriceTable.load_default().with_overrides(config.price_overrides)
-    routing = Routing(config, ProviderRegistry(config), reactor)
+    shared = None
+    if config.state is not None:
+        from .state.service import SharedState
+
+        # Added before the meter drain: it stops after the last record was
+        # counted, and its last round sends that record's spend.
+        shared = SharedState(config.state, reactor)
+        shared.setServiceParent(root)
+    routing = Routing(config, ProviderRegistry(config), reactor, shared=shared.counters if shared else None)
     # One record per request, published to its subscribers: budgets count
     # it, the writer stores it.
     meter = Meter(None, prices, run_in_thread, clock=reactor)
@@ -185,6 +193,8 @@ def build_service(config: Config, reactor: Any) -> Built:
 
     keys = KeyCache(store, reactor, run_in_thread, ttl=config.ledger.key_cache_ttl)
     keys.setServiceParent(root)
+    if shared is not None:
+        shared.connect(keys, routing.breaker)
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
     _UpstreamService(upstream).setServiceParent(root)
