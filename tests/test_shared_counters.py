@@ -197,3 +197,18 @@ class TestFakeLink(LinkContract):
         out = []
         d.addCallback(out.append)
         return out[0]
+
+
+def test_state_config_hides_the_password_and_workers_need_state():
+    """[state]: the URL's password is a Secret (not in the repr); workers > 1 with budgets and no [state] fails."""
+    from dd0c_route.config import ConfigError, parse_config
+    from dd0c_route.state.config import parse_state
+
+    secret = "pw-" + "x" * 12
+    state = parse_state({"redis_url": f"rediss://user:{secret}@cache.internal:6380/2"}, {})
+    assert state is not None and state.tls and state.db == 2 and state.port == 6380
+    assert secret not in repr(state) and secret not in state.display_url
+    assert state.password is not None and state.password.reveal() == secret
+    with pytest.raises(ConfigError, match="need \\[state\\]"):
+        parse_config({"server": {"workers": 2}, "budgets": {"*": {"requests_per_minute": 5}}}, {})
+    assert parse_config({"server": {"workers": "auto"}}, {}).server.workers >= 1

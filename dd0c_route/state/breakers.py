@@ -1,4 +1,4 @@
-# Tests: tests/test_state_breakers.py, tests/test_state_live.py
+# Tests: tests/test_state_live.py
 """
 Circuit-breaker transitions, shared: one instance's failures open the
 breaker for every instance.

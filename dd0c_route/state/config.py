@@ -1,4 +1,4 @@
-# Tests: tests/test_state_config.py
+# Tests: tests/test_shared_counters.py
 """
 ``[state]``: where shared limits live, and what to do when it is gone.
 

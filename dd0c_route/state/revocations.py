@@ -1,4 +1,4 @@
-# Tests: tests/test_revocations.py, tests/test_state_live.py
+# Tests: tests/test_state_live.py
 """
 Key revocations, broadcast: every proxy stops a revoked key within a second.
 
