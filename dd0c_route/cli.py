@@ -170,7 +170,10 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str], now: Callable[[],
         if args.command == "keys":
             ttl = getattr(config.ledger, "key_cache_ttl", 5.0)
             handler = {"create": _keys_create, "list": _keys_list, "revoke": _keys_revoke}
-            return handler[args.keys_command](store, args, now, ttl)
+            code = handler[args.keys_command](store, args, now, ttl)
+            if args.keys_command == "revoke" and config.state is not None:
+                _broadcast_revocation(config.state, store, args.key)
+            return code
         return _usage(store, args)
     finally:
         store.close()
@@ -283,6 +286,20 @@ def _keys_revoke(store: Any, args: argparse.Namespace, now: Callable[[], float],
             f"within {ttl:g} seconds."
         )
     return EXIT_OK
+
+
+def _broadcast_revocation(state: Any, store: Any, key: str) -> None:
+    """Tell every proxy subscribed to ``[state]`` Redis to drop the key now."""
+    from .state.revocations import publish_revocation
+
+    for info in store.list_keys():
+        if not info.active and key in (info.key_id, info.name):
+            try:
+                heard = publish_revocation(state, info.key_id)
+            except OSError as error:
+                print(f"Could not reach {state.display_url} ({error}): proxies refuse the key at their next key reload.")
+                return
+            print(f"Broadcast to {heard} running prox{'y' if heard == 1 else 'ies'} through {state.display_url}.")
 
 
 # -- usage ---------------------------------------------------------------

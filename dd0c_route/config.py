@@ -64,6 +64,7 @@ from .config_rules import (
 from .routing.interfaces import COMPLEXITY_CLASSES
 from .schema import ConfigError, Invalid, build, setting
 from .secret import Secret
+from .state.config import StateConfig, StateConfigError, parse_state
 
 __all__ = [
     "DEFAULT_BASE_URLS",
@@ -141,6 +142,11 @@ class ServerConfig:
     workers: Union[int, str] = setting(
         1, check=workers_count, doc='Worker processes: a number (1 or more) or "auto" (one per core).',
     )
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number (``"auto"``: one per CPU)."""
+        return (os.cpu_count() or 1) if self.workers == "auto" else int(self.workers)
 
 
 @attrs.frozen
@@ -429,6 +435,9 @@ class Config:
     admin: AdminConfig = setting(AdminConfig(), doc="The admin listener (metrics, health).")
     telemetry: TelemetryConfig = setting(TelemetryConfig(), doc="OpenTelemetry traces.")
     log: LogConfig = setting(LogConfig(), doc="Log format and access events.")
+    #: Shared limits, revocations and breaker (``[state]``, read by
+    #: state/config.py); None: in process.
+    state: Optional[StateConfig] = setting(None, toml=False, doc="[state] shared limits on Redis (see docs/shared-state.md).")
 
     def provider_named(self, name: str) -> Optional[ProviderConfig]:
         for provider in self.providers:
@@ -444,9 +453,27 @@ def parse_config(
     """
     Check a parsed TOML document and build the :class:`Config`.
     """
+    raw = dict(raw)
+    state_table = raw.pop("state", {})
+    if not isinstance(state_table, Mapping):
+        raise ConfigError("state", f"must be a table, not {type(state_table).__name__}")
     config = build(
         Config, raw, given={"source": source}, fill={ProviderConfig: provider_defaults(environ)}
     )
+    try:
+        state = parse_state(state_table, environ)
+    except StateConfigError as error:
+        raise ConfigError(f"state.{error.key}", error.problem) from None
+    if state is not None:
+        config = attrs.evolve(config, state=state)
+    workers = config.server.worker_count
+    if workers > 1 and config.budgets and state is None:
+        raise ConfigError(
+            "server.workers",
+            f"{workers} workers with [budgets] need [state] redis_url: each worker "
+            "would enforce every limit on its own, letting through up to "
+            f"{workers} times the budget",
+        )
     ledger = raw.get("ledger", {})
     if "path" in ledger and "url" in ledger:
         raise ConfigError("ledger.url", "give either path (SQLite) or url (PostgreSQL), not both")

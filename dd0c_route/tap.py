@@ -207,7 +207,15 @@ def build_service(config: Config, reactor: Any) -> Built:
     prices = Prices.load(config.price_overrides, config.providers)
     for warning in price_warnings(prices, config.providers, datetime.date.today()):
         Logger().warn("Prices: {warning}", warning=warning)
-    routing = Routing(config, ProviderRegistry(config), reactor)
+    shared = None
+    if config.state is not None:
+        from .state.service import SharedState
+
+        # Added before the meter drain: it stops after the last record was
+        # counted, and its last round sends that record's spend.
+        shared = SharedState(config.state, reactor)
+        shared.setServiceParent(root)
+    routing = Routing(config, ProviderRegistry(config), reactor, shared=shared.counters if shared else None)
     # One record per request, published to its subscribers: budgets count
     # it, the writer stores it.
     meter = Meter(None, prices, run_in_thread, clock=reactor)
@@ -230,6 +238,8 @@ def build_service(config: Config, reactor: Any) -> Built:
 
     keys = KeyCache(store, reactor, key_reads, ttl=config.ledger.key_cache_ttl)
     keys.setServiceParent(root)
+    if shared is not None:
+        shared.connect(keys, routing.breaker)
 
     upstream = UpstreamClient(reactor, connect_timeout=config.timeouts.connect)
     _UpstreamService(upstream).setServiceParent(root)

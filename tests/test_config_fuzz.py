@@ -55,6 +55,8 @@ def valid_config() -> dict[str, Any]:
             ],
         },
         "budgets": {"*": {"requests_per_minute": 60}, "team:core": {"daily_usd": "5.00", "monthly_usd": 100}},
+        # Several workers with budgets need shared state.
+        "state": {"redis_url": "redis://127.0.0.1:6379/0", "on_redis_down": "local"},
     }
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -190,6 +191,22 @@ class KeyCache(Service):
         self._absent.move_to_end(key_hash)
         while len(self._absent) > self._max_negative:
             self._absent.popitem(last=False)
+
+    def evict(self, key_id: str) -> int:
+        """
+        Stop ``key_id`` now (a revocation broadcast), not at the next
+        reload.  Its entry is replaced by a revoked copy stamped now, so a
+        reload or read that began before the revocation cannot bring the
+        active key back; the first reload after it confirms from the store.
+        Returns how many entries it hit.
+        """
+        now = self._reactor.seconds()
+        hit = 0
+        for key_hash, (info, _stamp) in list(self._known.items()):
+            if info.key_id == key_id:
+                self._known[key_hash] = (attrs.evolve(info, revoked_at=info.revoked_at or now), now)
+                hit += 1
+        return hit
 
     # -- background reload -----------------------------------------------
 

@@ -8,11 +8,16 @@ router skips it and falls through to the next model of the chain instead of
 hammering it.  After the cool-down it is *half-open*: requests go to it
 again, and the first failure opens it at once for another cool-down, while
 the first success closes it.
+
+With ``[state]``, :mod:`dd0c_route.state.breakers` sets :attr:`on_change`
+to publish each transition and calls :meth:`apply_shared` with the other
+instances' ones.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -37,6 +42,8 @@ class CircuitBreaker:
         self._clock = clock
         self._config = config
         self._states: dict[str, _State] = {}
+        #: Called with (provider, seconds open; 0: closed) on every transition.
+        self.on_change: Optional[Callable[[str, float], None]] = None
 
     def available(self, provider: str) -> bool:
         """May ``provider`` be called now (closed or half-open)?"""
@@ -60,6 +67,7 @@ class CircuitBreaker:
         if state.tripped and now >= state.open_until:
             # Half-open and failing again: straight back to open.
             state.open_until = now + config.cooldown
+            self._changed(provider, config.cooldown)
             return
         failures = state.failures
         failures.append(now)
@@ -69,12 +77,32 @@ class CircuitBreaker:
             failures.clear()
             state.tripped = True
             state.open_until = now + config.cooldown
+            self._changed(provider, config.cooldown)
 
     def success(self, provider: str) -> None:
         """One successful call: the provider is closed again."""
         state = self._states.get(provider)
         if state is not None and (state.failures or state.tripped):
             del self._states[provider]
+            if state.tripped:
+                self._changed(provider, 0.0)
+
+    def _changed(self, provider: str, open_for: float) -> None:
+        if self.on_change is not None:
+            self.on_change(provider, open_for)
+
+    def apply_shared(self, provider: str, open_for: float) -> None:
+        """Another instance opened (``open_for`` > 0) or closed ``provider``."""
+        if open_for <= 0:
+            state = self._states.get(provider)
+            if state is not None and state.tripped:
+                del self._states[provider]
+            return
+        state = self._states.get(provider)
+        if state is None:
+            state = self._states[provider] = _State()
+        state.tripped = True
+        state.open_until = max(state.open_until, self._clock.seconds() + min(open_for, self._config.cooldown * 10))
 
     def open_providers(self) -> list[str]:
         """The providers skipped right now (for health and tests)."""

@@ -19,19 +19,27 @@ other, so a burst can overshoot by what is in flight.
 
 Budgets apply by scope: a key's id, a key's name, ``team:NAME``, and ``*``
 (each key on its own).  Every scope that applies must admit the request.
+
+With ``[state]`` the budgets also consult an
+:class:`~dd0c_route.state.interfaces.ISharedCounters` (spend and windows
+across every instance, from memory): a request passes only when both this
+process's limits and the shared ones admit it.
 """
 
 from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
 from ..config import BudgetConfig
 from ..ledger.records import UsageRecord
-from .errors import BudgetExceeded, RateLimited, retry_seconds
+from .errors import BudgetExceeded, RateLimited, Refusal, retry_seconds
+
+if TYPE_CHECKING:
+    from ..state.interfaces import ISharedCounters
 
 __all__ = ["Budgets", "day_and_month"]
 
@@ -115,8 +123,11 @@ class _Bucket:
 class Budgets:
     """In-memory spend and rate state for the configured budgets."""
 
-    def __init__(self, budgets: Iterable[BudgetConfig], clock: IReactorTime) -> None:
+    def __init__(
+        self, budgets: Iterable[BudgetConfig], clock: IReactorTime, shared: Optional[ISharedCounters] = None
+    ) -> None:
         self._clock = clock
+        self._shared = shared
         self._by_scope = {b.scope: b for b in budgets}
         self._key_spend: dict[str, _Spend] = {}
         self._team_spend: dict[str, _Spend] = {}
@@ -210,6 +221,13 @@ class Budgets:
                     f"(${spend.this_month(month)} spent this month, UTC)",
                     retry_seconds(to_month),
                 )
+        if self._shared is not None:
+            try:
+                self._shared.admit(applicable, estimated_tokens, now)
+            except Refusal:
+                for b in taken:
+                    b.level += 1.0
+                raise
 
     def observe(self, record: UsageRecord) -> None:
         """Count one finished request's cost and tokens (never raises)."""
@@ -230,6 +248,10 @@ class Budgets:
                     bucket = self._bucket(budget, kind, ident, "tpm", budget.tokens_per_minute, now)
                     bucket.refill(now)
                     bucket.level -= tokens
+        if self._shared is not None and record.key_id is not None:
+            applicable = self._applicable.get(record.key_id)
+            if applicable:
+                self._shared.observe(applicable, tokens, cost or Decimal(0), record.created_at, self._clock.seconds())
 
     def seed(self, records: Iterable[UsageRecord], before: float) -> int:
         """
@@ -246,6 +268,12 @@ class Budgets:
                 if record.team is not None:
                     self._spend(self._team_spend, record.team).add(day, month, record.cost_usd)
                 count += 1
+        if self._shared is not None:
+            now = self._clock.seconds()
+            day, month, _, _ = day_and_month(now)
+            for kind, table in (("key", self._key_spend), ("team", self._team_spend)):
+                for ident, spend in table.items():
+                    self._shared.seed_periods(kind, ident, now, spend.today(day), spend.this_month(month))
         return count
 
     @staticmethod

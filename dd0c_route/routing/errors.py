@@ -14,7 +14,7 @@ import math
 
 import attrs
 
-__all__ = ["BudgetExceeded", "CircuitOpen", "RateLimited", "Refusal"]
+__all__ = ["BudgetExceeded", "CircuitOpen", "RateLimited", "Refusal", "StateUnavailable"]
 
 
 @attrs.frozen(auto_exc=True)
@@ -38,6 +38,10 @@ class BudgetExceeded(Refusal):
 
 class CircuitOpen(Refusal):
     """Every provider that could serve the request is paused for a cool-down."""
+
+
+class StateUnavailable(Refusal):
+    """Shared limits cannot be checked (``[state] on_redis_down = "closed"``)."""
 
 
 def retry_seconds(seconds: float) -> int:

@@ -49,12 +49,13 @@ class Routing:
         clock: IReactorTime,
         classifier: Optional[IComplexityClassifier] = None,
         prices: Optional[IPriceTable] = None,
+        shared: Any = None,
     ) -> None:
         self.config = config.routing
         self.clock = clock
         self.breaker = CircuitBreaker(clock, config.routing.circuit_breaker)
         self.router = Router(config.routing, registry, classifier or HeuristicClassifier(), self.breaker)
-        self.budgets = Budgets(config.budgets, clock)
+        self.budgets = Budgets(config.budgets, clock, shared)
         self.prices = prices
         self.started = clock.seconds()
 

@@ -24,7 +24,7 @@ from ..ledger.interfaces import LedgerUnavailable
 from ..providers.errors import CannotServe
 from ..redaction import redact_sensitive
 from ..relay.failures import TIMEOUT, UNREACHABLE, UpstreamFailure
-from ..routing.errors import BudgetExceeded, CircuitOpen, RateLimited, Refusal
+from ..routing.errors import BudgetExceeded, CircuitOpen, RateLimited, Refusal, StateUnavailable
 from ..routing.router import UnknownModel
 from ..shapes import anthropic_error, anthropic_error_type, openai_error, openai_error_type
 
@@ -73,6 +73,7 @@ _REFUSALS: dict[type[Refusal], tuple[int, str, Optional[str]]] = {
     RateLimited: (429, "rate_limited", None),
     BudgetExceeded: (429, "budget_exceeded", None),
     CircuitOpen: (503, "circuit_open", "server_error"),
+    StateUnavailable: (503, "limits_unavailable", "server_error"),
 }
 
 _FAILURES = {TIMEOUT: 504, UNREACHABLE: 502}
