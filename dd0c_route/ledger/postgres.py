@@ -86,7 +86,17 @@ _USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
 _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "text"),)
 #: Columns added by migration 2 (the Responses API: reasoning tokens).
 _RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "bigint"),)
-_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS)
+#: Columns added by migration 3 (issue #16: the features routing measured).
+_FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("prompt_tokens_estimate", "bigint"),
+    ("tools", "boolean"),
+    ("images", "boolean"),
+    ("json_mode", "boolean"),
+    ("long_context", "boolean"),
+)
+_COLUMN_NAMES = tuple(
+    name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
+)
 _KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
 
 #: The rollup's money and count columns, as summed.
@@ -128,6 +138,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE keys ADD COLUMN admin boolean NOT NULL DEFAULT false",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _FEATURE_COLUMNS),
 )
 
 #: The schema version this code writes and understands.

@@ -83,8 +83,20 @@ _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "TEXT"),)
 #: Columns added by migration 4 (the Responses API: reasoning tokens).
 _RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "INTEGER"),)
 
+#: Columns added by migration 5 (issue #16: the features routing measured,
+#: for what-if replays).
+_FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("prompt_tokens_estimate", "INTEGER"),
+    ("tools", "INTEGER"),
+    ("images", "INTEGER"),
+    ("json_mode", "INTEGER"),
+    ("long_context", "INTEGER"),
+)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
+#: Booleans that may be unknown (NULL).
+_OPTIONAL_BOOL_COLUMNS = frozenset({"tools", "images", "json_mode", "long_context"})
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -108,9 +120,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _FEATURE_COLUMNS),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS
+_USAGE_COLUMNS = (
+    _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
+)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -129,7 +144,7 @@ def _record_row(record: UsageRecord) -> tuple[Any, ...]:
         value = getattr(record, name)
         if name in _DECIMAL_COLUMNS and value is not None:
             value = str(value)
-        elif name in _BOOL_COLUMNS:
+        elif name in _BOOL_COLUMNS or (name in _OPTIONAL_BOOL_COLUMNS and value is not None):
             value = int(value)
         row.append(value)
     return tuple(row)
@@ -140,7 +155,7 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
     for (name, _), value in zip(_USAGE_COLUMNS, row, strict=True):
         if name in _DECIMAL_COLUMNS and value is not None:
             value = Decimal(value)
-        elif name in _BOOL_COLUMNS:
+        elif name in _BOOL_COLUMNS or (name in _OPTIONAL_BOOL_COLUMNS and value is not None):
             value = bool(value)
         values[name] = value
     return UsageRecord(**values)
