@@ -271,7 +271,8 @@ def build_service(config: Config, reactor: Any) -> Built:
         from .admin.service import build_admin
 
         admin = build_admin(
-            config, reactor, app=app, writer=writer, keys=keys, meter=meter, budgets_seeded=lambda: seed.seeded
+            config, reactor, app=app, writer=writer, keys=keys, meter=meter, budgets_seeded=lambda: seed.seeded,
+            store=store, prices=prices,
         )
         meter.subscribe(admin.metrics.observe)
         admin_server = strports.service(config.admin.listen, admin.site, reactor=reactor)

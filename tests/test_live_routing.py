@@ -89,6 +89,12 @@ class RuleTests(TestCase):
         self.assertEqual((record.route_rule, record.complexity), ("cheap", "simple"))
         self.assertIsNone(record.attempts)
         self.assertGreater(record.cost_requested_usd, record.cost_usd)
+        # The features the rule matched on are on the record (for what-if), never the text.
+        estimate = sum(len(m["content"]) for m in SIMPLE) // 4
+        self.assertEqual(
+            (record.prompt_tokens_estimate, record.tools, record.images, record.json_mode, record.long_context),
+            (estimate, False, False, False, False),
+        )
 
     @inlineCallbacks
     def test_complex_prompt_kept_and_streaming_explains_too(self):

@@ -55,9 +55,13 @@ class AdminResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, metrics: Optional[ProxyMetrics], readiness: Readiness, keys: Any, require_key: bool
+        self, metrics: Optional[ProxyMetrics], readiness: Readiness, keys: Any, require_key: bool,
+        dashboard: Any = None,
     ) -> None:
         super().__init__()
+        #: The dashboard and admin API (admin/dashboard.py): ``/``, ``/static/``,
+        #: ``/admin/...``; they authenticate themselves, always.
+        self.dashboard = dashboard
         self.metrics = metrics
         self.readiness = readiness
         self.keys = keys
@@ -70,6 +74,9 @@ class AdminResource(Resource):
 
     def render(self, request: IRequest) -> Any:
         route = self._routes.get(request.path)
+        if route is None and self.dashboard is not None:
+            self.dashboard.serve(request)
+            return NOT_DONE_YET
         if route is None:
             _error(request, 404, "Unknown admin path (serving /metrics, /livez, /readyz)", "not_found")
             return NOT_DONE_YET

@@ -48,6 +48,7 @@ def _configured_models(config: Config) -> list[str]:
 
 def build_admin(
     config: Config, reactor: Any, *, app: Any, writer: Any, keys: Any, meter: Any, budgets_seeded: Any,
+    store: Any = None, prices: Any = None,
 ) -> AdminParts:
     """
     The metrics (subscribe ``metrics.observe`` to the meter), the readiness
@@ -96,5 +97,16 @@ def build_admin(
     gauge("dd0c_route_ready", "1 when /readyz answers 200.", lambda: 1.0 if readiness.report()[0] else 0.0)
     gauge("dd0c_route_draining", "1 while the process drains after SIGTERM.", lambda: 1.0 if readiness.draining else 0.0)
 
-    site = _AdminSite(AdminResource(metrics, readiness, keys, config.admin.require_key))
+    dashboard = None
+    if store is not None:
+        from .api import AdminApi
+        from .dashboard import Dashboard
+        from .sessions import SessionTable
+
+        api = AdminApi(
+            store=store, run=writer.runner.run, keys=keys, config=config, prices=prices, clock=reactor,
+            sessions=SessionTable(reactor),
+        )
+        dashboard = Dashboard(api)
+    site = _AdminSite(AdminResource(metrics, readiness, keys, config.admin.require_key, dashboard))
     return AdminParts(metrics, readiness, site)

@@ -9,6 +9,7 @@ threads call the stores.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import attrs
@@ -42,6 +43,11 @@ class KeyInfo:
     revoked_at: Optional[float] = None
     #: May call the admin listener when ``[admin] require_key`` is set.
     admin: bool = False
+    #: Per-key budgets set from the admin API (USD per UTC day / month);
+    #: shown on the dashboard and watched by ``[[alerts]]`` with scope
+    #: ``key:ID``.  The ``[budgets]`` table remains what refuses requests.
+    daily_usd: Optional[Decimal] = None
+    monthly_usd: Optional[Decimal] = None
 
     @property
     def active(self) -> bool:

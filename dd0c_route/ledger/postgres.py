@@ -46,6 +46,7 @@ from zope.interface import implementer
 from .conninfo import describe_conninfo
 from .groups import GroupTotals, day_of, group_values, merge, order_groups, totals_of
 from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError, LedgerUnavailable
+from .postgres_admin import PostgresAdminQueries
 from .records import UsageRecord
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "password_from"]
@@ -86,8 +87,19 @@ _USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
 _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "text"),)
 #: Columns added by migration 2 (the Responses API: reasoning tokens).
 _RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "bigint"),)
-_COLUMN_NAMES = tuple(name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS)
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
+#: Columns added by migration 3 (issue #16: the features routing measured).
+_FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("prompt_tokens_estimate", "bigint"),
+    ("tools", "boolean"),
+    ("images", "boolean"),
+    ("json_mode", "boolean"),
+    ("long_context", "boolean"),
+)
+_COLUMN_NAMES = tuple(
+    name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
+)
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd"
+_KEY_VALUES = "(" + ", ".join("%s" for _ in _KEY_COLUMNS.split(", ")) + ")"
 
 #: The rollup's money and count columns, as summed.
 _ROLLUP_SUMS = (
@@ -128,6 +140,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE keys ADD COLUMN admin boolean NOT NULL DEFAULT false",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _FEATURE_COLUMNS),
+    (
+        # Issue #16: per-key budgets set from the admin API, and budget alerts.
+        "ALTER TABLE keys ADD COLUMN daily_usd numeric",
+        "ALTER TABLE keys ADD COLUMN monthly_usd numeric",
+        "CREATE TABLE alerts (scope text NOT NULL, period text NOT NULL, period_start double precision NOT NULL, "
+        "threshold text NOT NULL, spent_usd numeric NOT NULL, limit_usd numeric, "
+        "created_at double precision NOT NULL, status text NOT NULL, attempts integer NOT NULL, "
+        "UNIQUE (scope, period, period_start, threshold))",
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -164,10 +186,17 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at, admin = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly = row
     return KeyInfo(
         key_id=key_id, name=name, key_hash=key_hash, created_at=created_at, team=team, revoked_at=revoked_at,
-        admin=bool(admin),
+        admin=bool(admin), daily_usd=daily, monthly_usd=monthly,
+    )
+
+
+def _key_row(info: KeyInfo) -> tuple[Any, ...]:
+    return (
+        info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin,
+        info.daily_usd, info.monthly_usd,
     )
 
 
@@ -266,7 +295,7 @@ class _Pool:
 
 
 @implementer(IUsageStore, IKeyStore)
-class PostgresLedger:
+class PostgresLedger(PostgresAdminQueries):
     """
     L{IUsageStore} and L{IKeyStore} in one PostgreSQL database (blocking).
 
@@ -274,6 +303,9 @@ class PostgresLedger:
     ``connect_timeout``) and migrates the schema, or with
     ``migrate=False`` only checks that it is current.
     """
+
+    _select_usage = f"SELECT {', '.join(_COLUMN_NAMES)} FROM usage"
+    _row_record = staticmethod(_row_record)
 
     def __init__(
         self,
@@ -518,8 +550,8 @@ class PostgresLedger:
                     if taken is not None:
                         raise KeyNameTaken(f"an active key is already named {info.name!r}")
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin),
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES {_KEY_VALUES}",
+                    _key_row(info),
                 )
         except pg_errors.UniqueViolation as error:
             if error.diag.constraint_name == "keys_active_name":
@@ -536,9 +568,9 @@ class PostgresLedger:
         with self._transaction() as conn:
             for info in infos:
                 cursor = conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES {_KEY_VALUES} "
                     "ON CONFLICT (key_id) DO NOTHING",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin),
+                    _key_row(info),
                 )
                 added += cursor.rowcount
         return added

@@ -69,6 +69,16 @@ class UsageRecord:
     #: Output tokens the provider reports as reasoning (a part of
     #: ``completion_tokens``, billed as output; kept apart to show it).
     reasoning_tokens: Optional[int] = None
+    #: The request features routing measured (routing/features.py), kept
+    #: so a candidate rule can be replayed over history (admin what-if):
+    #: the character-based prompt estimate and the four match flags.
+    #: ``None`` when the endpoint was not routed (or the record is older).
+    #: Never content.
+    prompt_tokens_estimate: Optional[int] = None
+    tools: Optional[bool] = None
+    images: Optional[bool] = None
+    json_mode: Optional[bool] = None
+    long_context: Optional[bool] = None
 
 
 _DECIMAL_FIELDS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})

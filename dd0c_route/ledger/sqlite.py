@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
 from .records import UsageRecord
+from .sqlite_admin import SQLiteAdminQueries
 
 __all__ = ["SCHEMA_VERSION", "LedgerSchemaError", "SQLiteLedger"]
 
@@ -83,8 +84,20 @@ _OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "TEXT"),)
 #: Columns added by migration 4 (the Responses API: reasoning tokens).
 _RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "INTEGER"),)
 
+#: Columns added by migration 5 (issue #16: the features routing measured,
+#: for what-if replays).
+_FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("prompt_tokens_estimate", "INTEGER"),
+    ("tools", "INTEGER"),
+    ("images", "INTEGER"),
+    ("json_mode", "INTEGER"),
+    ("long_context", "INTEGER"),
+)
+
 _DECIMAL_COLUMNS = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
+#: Booleans that may be unknown (NULL).
+_OPTIONAL_BOOL_COLUMNS = frozenset({"tools", "images", "json_mode", "long_context"})
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -108,9 +121,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0",
     ),
     tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
+    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _FEATURE_COLUMNS),
+    (
+        # Issue #16: per-key budgets set from the admin API, and budget alerts.
+        "ALTER TABLE keys ADD COLUMN daily_usd TEXT",
+        "ALTER TABLE keys ADD COLUMN monthly_usd TEXT",
+        "CREATE TABLE alerts (scope TEXT NOT NULL, period TEXT NOT NULL, period_start REAL NOT NULL, "
+        "threshold TEXT NOT NULL, spent_usd TEXT NOT NULL, limit_usd TEXT, created_at REAL NOT NULL, "
+        "status TEXT NOT NULL, attempts INTEGER NOT NULL, "
+        "UNIQUE (scope, period, period_start, threshold))",
+    ),
 )
 
-_USAGE_COLUMNS = _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS
+_USAGE_COLUMNS = (
+    _USAGE_COLUMNS + _ROUTING_COLUMNS + _PRICE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
+)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -120,7 +145,7 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
     ", ".join("?" for _ in _USAGE_COLUMNS),
 )
 _SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin"
+_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd"
 
 
 def _record_row(record: UsageRecord) -> tuple[Any, ...]:
@@ -129,7 +154,7 @@ def _record_row(record: UsageRecord) -> tuple[Any, ...]:
         value = getattr(record, name)
         if name in _DECIMAL_COLUMNS and value is not None:
             value = str(value)
-        elif name in _BOOL_COLUMNS:
+        elif name in _BOOL_COLUMNS or (name in _OPTIONAL_BOOL_COLUMNS and value is not None):
             value = int(value)
         row.append(value)
     return tuple(row)
@@ -140,14 +165,14 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
     for (name, _), value in zip(_USAGE_COLUMNS, row, strict=True):
         if name in _DECIMAL_COLUMNS and value is not None:
             value = Decimal(value)
-        elif name in _BOOL_COLUMNS:
+        elif name in _BOOL_COLUMNS or (name in _OPTIONAL_BOOL_COLUMNS and value is not None):
             value = bool(value)
         values[name] = value
     return UsageRecord(**values)
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at, admin = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly = row
     return KeyInfo(
         key_id=key_id,
         name=name,
@@ -156,17 +181,26 @@ def _row_key(row: Sequence[Any]) -> KeyInfo:
         team=team,
         revoked_at=revoked_at,
         admin=bool(admin),
+        daily_usd=None if daily is None else Decimal(daily),
+        monthly_usd=None if monthly is None else Decimal(monthly),
     )
 
 
+def _money(value: Optional[Decimal]) -> Optional[str]:
+    return None if value is None else str(value)
+
+
 @implementer(IUsageStore, IKeyStore)
-class SQLiteLedger:
+class SQLiteLedger(SQLiteAdminQueries):
     """
     :class:`IUsageStore` and :class:`IKeyStore` over one SQLite file (blocking).
 
     Opening creates or migrates the schema.  Use it from a worker thread in
     the server; the CLI uses it directly.  ``path`` may be ``":memory:"``.
     """
+
+    _select_usage = _SELECT_USAGE
+    _row_record = staticmethod(_row_record)
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
@@ -278,8 +312,11 @@ class SQLiteLedger:
                 raise KeyNameTaken(f"an active key is already named {info.name!r}")
             try:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, int(info.admin)),
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at,
+                        int(info.admin), _money(info.daily_usd), _money(info.monthly_usd),
+                    ),
                 )
             except sqlite3.IntegrityError:
                 raise ValueError("a key with this id or hash already exists") from None

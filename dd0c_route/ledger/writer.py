@@ -105,6 +105,11 @@ class UsageWriter(Service):
     # -- the hot path ----------------------------------------------------
 
     @property
+    def runner(self) -> IThreadRunner:
+        """The ledger's thread: other store reads (the admin API) queue behind the batches."""
+        return self._runner
+
+    @property
     def pending(self) -> int:
         """Records submitted and not yet committed."""
         return len(self._queue)

@@ -55,6 +55,13 @@ class RequestInfo:
     shadow_prompt_includes_cached: bool = True
     #: The client's X-Request-ID, already bounded and sanitized (web/request_id.py).
     client_request_id: Optional[str] = None
+    #: The features routing measured (plain values: metering sits below
+    #: routing), copied onto the record for what-if replays.
+    prompt_tokens_estimate: Optional[int] = None
+    tools: Optional[bool] = None
+    images: Optional[bool] = None
+    json_mode: Optional[bool] = None
+    long_context: Optional[bool] = None
 
 
 @attrs.frozen
@@ -251,6 +258,11 @@ class Meter:
             price_tier=None if quote is None else quote.tier,
             client_request_id=info.client_request_id,
             reasoning_tokens=facts.reasoning_tokens,
+            prompt_tokens_estimate=info.prompt_tokens_estimate,
+            tools=info.tools,
+            images=info.images,
+            json_mode=info.json_mode,
+            long_context=info.long_context,
         )
 
     def _shadow_cost(self, info: RequestInfo, facts: UsageFacts) -> Optional[Decimal]:

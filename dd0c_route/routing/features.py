@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
+from ..metering.meter import RequestInfo
 from .interfaces import RequestFeatures, RoutingRequest
 
-__all__ = ["measure_request"]
+__all__ = ["keep_features", "measure_request"]
 
 _IMAGE_TYPES = frozenset({"image_url", "image", "input_image"})
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
@@ -97,3 +98,15 @@ def measure_request(
         long_context=tokens >= long_context_tokens,
     )
     return RoutingRequest(features, last_user, system_text, messages)
+
+
+def keep_features(info: RequestInfo, features: RequestFeatures) -> None:
+    """
+    Copy what rules match on onto the request's record (never content), so
+    the admin what-if can replay a candidate rule over history.
+    """
+    info.prompt_tokens_estimate = features.prompt_tokens
+    info.tools = features.tools
+    info.images = features.images
+    info.json_mode = features.json_mode
+    info.long_context = features.long_context

@@ -27,6 +27,7 @@ from ..relay.failures import INTERNAL, UpstreamFailure
 from ..relay.plan import UpstreamCall
 from ..relay.relay import DONE, Exchange
 from ..routing.fallback import FallbackChain
+from ..routing.features import keep_features
 from ..routing.router import Decision, UnknownModel
 from .errors import ProxyError, anthropic_error_body, error_for, openai_error_body, unknown_model
 from .request_id import client_request_id, new_request_id
@@ -129,6 +130,8 @@ class Call:
         info.complexity = decision.complexity
         info.model = decision.model
         info.provider = decision.provider.name
+        if decision.features is not None:
+            keep_features(info, decision.features)
         if decision.shadow_model is not None:
             info.shadow_model = decision.shadow_model
             info.shadow_prompt_includes_cached = decision.provider.kind != "anthropic"
