@@ -47,7 +47,7 @@ def _journal() -> tuple[Journal, Clock]:
 
 
 def bench_append(loops: int) -> float:
-    journal, clock = _journal()
+    journal, _clock = _journal()
     start = time.perf_counter()
     for _ in range(loops):
         journal.append(RECORD)

@@ -157,10 +157,13 @@ class Built:
     drain: Any = None
 
 
-def build_service(config: Config, reactor: Any) -> Built:
+def build_service(config: Config, reactor: Any, seat: Any = None) -> Built:
     """
-    Everything the proxy runs, as one service, with its parts.
+    Everything the proxy runs, as one service, with its parts; as worker
+    ``seat`` (a :class:`dd0c_route.workers.seat.WorkerSeat`) it serves the
+    inherited socket and keeps its own journal and spool.
     """
+    from .ledger.journal import Journal
     from .ledger.keycache import KeyCache
     from .ledger.opening import is_postgres, open_ledger
     from .ledger.runner import ThreadPoolRunner
@@ -185,12 +188,21 @@ def build_service(config: Config, reactor: Any) -> Built:
     preload_for_kinds(provider.kind for provider in config.providers)
     store = open_ledger(config.ledger, os.environ)
     postgres = is_postgres(config.ledger)
+    from .workers.seat import ledger_files
+
+    journal_path, spool_path = ledger_files(config, postgres, seat.index if seat is not None else None)
+    if seat is None:
+        from .workers.orphans import adopt_journals, adopt_spools
+
+        # Records earlier workers left: this single process replays them.
+        adopt_journals(journal_path, None, ())
+        adopt_spools(spool_path, None, ())
     writer = UsageWriter(
         store, reactor, ThreadPoolRunner(reactor),
         batch_size=config.ledger.batch_size, flush_interval=config.ledger.flush_interval,
-        spool=Spool(config.ledger.spool_path) if postgres else None,
+        spool=Spool(spool_path) if postgres else None,
         max_queued=config.ledger.max_queued,
-        journal=_journal(config, postgres, reactor),
+        journal=Journal(journal_path, reactor) if journal_path else None,
     )
     writer.setServiceParent(root)
 
@@ -255,6 +267,8 @@ def build_service(config: Config, reactor: Any) -> Built:
         adapters=adapters, catalog=catalog,
     )
     app.ledger_health = writer.health
+    if seat is not None:
+        app.worker = {"index": seat.index, "pid": os.getpid()}
     app.tracer = tracer
     site = ProxySite(
         ApiResource(app), config.server.max_body_bytes, reactor=reactor,
@@ -267,7 +281,8 @@ def build_service(config: Config, reactor: Any) -> Built:
     # cache, worker threads, and last the writer flushes every record.
     _ConnectionsService(site).setServiceParent(root)
     admin = admin_server = None
-    if config.admin.listen:
+    # With workers, worker 0 alone serves the admin port (docs/decisions.md).
+    if config.admin.listen and (seat is None or seat.index == 0):
         from .admin.service import build_admin
 
         admin = build_admin(
@@ -283,19 +298,15 @@ def build_service(config: Config, reactor: Any) -> Built:
         reactor, lambda: app.active, config.server.drain_seconds, admin.readiness if admin is not None else None
     )
     drain.setServiceParent(root)
-    server = strports.service(config.server.listen, site, reactor=reactor)
+    server: Service
+    if seat is None:
+        server = strports.service(config.server.listen, site, reactor=reactor)
+    else:
+        from .workers.seat import AdoptedPortService
+
+        server = AdoptedPortService(reactor, seat, site)
     server.setServiceParent(root)
     return Built(root, site, app, server, writer, keys, store, admin, admin_server, tracer, drain)
-
-
-def _journal(config: Config, postgres: bool, reactor: Any) -> Any:
-    """The ledger journal (ledger/journal.py), unless ``ledger.journal_path = ""``."""
-    from .ledger.journal import Journal
-
-    path = config.ledger.journal_path
-    if path is None:
-        path = (config.ledger.spool_path if postgres else config.ledger.path) + ".journal"
-    return Journal(path, reactor) if path else None
 
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
@@ -319,6 +330,10 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
             from .jsonlog import use_json_lines
 
             use_json_lines()
+        if config.server.worker_count > 1:
+            from .workers.parent import build_supervisor
+
+            return build_supervisor(config, options["config"], options["listen"], reactor)
         # Opening the ledger can fail on config too (ledger.url unreachable).
         service = build_service(config, reactor).service
     except ConfigError as error:

@@ -174,7 +174,8 @@ class Journal:
         return [p for p in glob.glob(glob.escape(self.path) + ".*") if self._number(p) >= 0]
 
     def _number(self, path: str) -> int:
-        suffix = path.rsplit(".", 1)[-1]
+        # Exactly ``<path>.<n>``: a worker's ``<path>.w1.<n>`` is not ours.
+        suffix = path[len(self.path) + 1:] if path.startswith(self.path + ".") else ""
         return int(suffix) if suffix.isdigit() else -1
 
     def _segment(self) -> _Segment:

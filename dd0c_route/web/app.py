@@ -64,6 +64,8 @@ class ProxyApp:
         self.live: set[Call] = set()
         #: The request tracer when ``[telemetry] otlp_endpoint`` is set (dd0c_route/tracing.py).
         self.tracer: Optional[Any] = None
+        #: ``{"index", "pid"}`` when this process is one of several workers.
+        self.worker: Optional[dict[str, int]] = None
         if catalog is None:
             # Without a lister: config names and aliases only.
             catalog = ModelCatalog(config.providers, self.registry.provider_for, config.routing.aliases, reactor)

@@ -147,6 +147,8 @@ class ApiResource(Resource):
         }
         if app.ledger_health is not None:
             status["ledger"] = app.ledger_health()
+        if app.worker is not None:
+            status["worker"] = app.worker
         body = json.dumps(status).encode()
         request.responseHeaders.setRawHeaders(b"content-type", _JSON)
         return body
