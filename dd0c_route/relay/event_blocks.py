@@ -28,8 +28,31 @@ class EventBlockHandler(GenericStreamHandler):
         self._general = False
 
     def block(self, complete: bytes) -> bytes:
-        """Complete events (ending in a blank line) in; what to forward out."""
-        raise NotImplementedError
+        """
+        Complete events (ending in a blank line) in; what to forward out.
+        Each event :meth:`scan` takes is forwarded as is; any other goes
+        through the decoder and ``event`` (a full parse).
+        """
+        events = complete.split(b"\n\n")
+        events.pop()  # after the last boundary: empty
+        out = []
+        scan = self.scan
+        for event in events:
+            raw = event + b"\n\n"
+            if scan(event):
+                out.append(raw)
+                continue
+            for parsed in self.decoder.feed(raw):
+                kept = self.event(parsed)
+                if self.invalid is not None:
+                    return b"".join(out)
+                if kept:
+                    out.append(kept)
+        return b"".join(out)
+
+    def scan(self, event: bytes) -> bool:
+        """Read one event (no blank line) by byte scan if it can be: True when done."""
+        return False
 
     def data(self, data: bytes) -> bytes:
         if self.invalid is not None:

@@ -123,28 +123,16 @@ class ResponsesStreamHandler(EventBlockHandler):
         self._escaped = EscapedText()
         facts.delivered = self._escaped
 
-    def block(self, complete: bytes) -> bytes:
-        events = complete.split(b"\n\n")
-        events.pop()
-        out = []
-        escaped = self._escaped
-        for event in events:
-            raw = event + b"\n\n"
-            if event[:_TEXT_DELTA_SIZE] == _TEXT_DELTA and event[-1:] == b"}" and event.count(b"\n") == 1:
-                deltas = _DELTA.findall(event)
-                numbers = _SEQUENCE.findall(event)
-                if len(deltas) == 1 and len(numbers) == 1 and event.count(b'"delta"') == 1 and event.count(b'"sequence_number"') == 1:
-                    self.sequence = int(numbers[0])
-                    escaped.extend_escaped(deltas)
-                    out.append(raw)
-                    continue
-            for parsed in self.decoder.feed(raw):
-                kept = self.event(parsed)
-                if self.invalid is not None:
-                    return b"".join(out)
-                if kept:
-                    out.append(kept)
-        return b"".join(out)
+    def scan(self, event: bytes) -> bool:
+        if event[:_TEXT_DELTA_SIZE] != _TEXT_DELTA or event[-1:] != b"}" or event.count(b"\n") != 1:
+            return False
+        deltas = _DELTA.findall(event)
+        numbers = _SEQUENCE.findall(event)
+        if len(deltas) != 1 or len(numbers) != 1 or event.count(b'"delta"') != 1 or event.count(b'"sequence_number"') != 1:
+            return False
+        self.sequence = int(numbers[0])
+        self._escaped.extend_escaped(deltas)
+        return True
 
     def event(self, event: SSEEvent) -> Optional[bytes]:
         kind = event.event
