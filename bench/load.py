@@ -297,14 +297,16 @@ def headline(levels: list[dict[str, Any]], connections: int = 32) -> list[str]:
 def suite(levels: list[dict[str, Any]], holds: list[dict[str, Any]], meta: dict[str, Any]) -> pyperf.BenchmarkSuite:
     machine = pyperf.Run([1.0], metadata={"name": "machine"}, collect_metadata=True).get_metadata()
     machine.pop("name", None)
-    benchmarks = []
+    runs: dict[str, list[pyperf.Run]] = collections.defaultdict(list)
     for r in levels:
         metadata = dict(machine, **meta, name=f"{r['mode']}/{r['target']}/c{r['connections']}", unit="second", loops=1)
         metadata.update({k: round(float(r[k]), 4) for k in ("rps", "cpu_ms_per_req", "target_util", "fake_util", "loadgen_util", "p99_ms")})
         metadata["errors"] = int(r["errors"])
         metadata["rss_kib"] = int(r["rss_kib"])
         # wrk reports percentiles, not samples: record p50 (the benchmark value) and carry the rest as metadata.
-        benchmarks.append(pyperf.Benchmark([pyperf.Run([r["p50_ms"] / 1000 or 1e-9], metadata=metadata, collect_metadata=False)]))
+        # One benchmark per level, one run per --repeat.
+        runs[metadata["name"]].append(pyperf.Run([r["p50_ms"] / 1000 or 1e-9], metadata=metadata, collect_metadata=False))
+    benchmarks = [pyperf.Benchmark(level_runs) for level_runs in runs.values()]
     for h in holds:
         metadata = dict(machine, **meta, name=f"hold/{h['target']}/rss_per_stream", unit="byte", loops=1)
         metadata.update(rss_before_kib=h["rss_before_kib"], rss_open_kib=h["rss_open_kib"], streams=h["streams"])
