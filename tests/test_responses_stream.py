@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dd0c_route.metering.usage import UsageFacts
+from dd0c_route.metering.usage import DeliveredText, UsageFacts
 from dd0c_route.relay.handlers import GenericStreamHandler
 from dd0c_route.relay.responses_stream import ResponsesStreamHandler
 from tests.test_chat_stream import run, text
@@ -25,7 +25,7 @@ class ReferenceHandler(ResponsesStreamHandler):
 
     def __init__(self, facts: UsageFacts) -> None:
         super().__init__(facts)
-        facts.delivered = type(UsageFacts().delivered)()
+        facts.delivered = DeliveredText()
 
     data = GenericStreamHandler.data
     end = GenericStreamHandler.end
