@@ -104,19 +104,24 @@ class Proc:
 
 class Stack:
     """
-    Fake provider + floor relay + proxy (optionally slowed), in a temp dir.
+    Fake provider + floor relays + proxy (optionally slowed), in a temp dir.
 
     ``inject_delay_ms`` starts the proxy through ``slowed_proxy.py``.
+    ``floor`` starts the Agent floor (``floor_relay.py``), ``treq_floor`` the
+    treq floor (``floor_treq.py``); both are targets when started.
     """
 
-    def __init__(self, *, inject_delay_ms: float = 0.0, floor: bool = True, keep_dir: bool = False) -> None:
+    def __init__(self, *, inject_delay_ms: float = 0.0, floor: bool = True, treq_floor: bool = True,
+                 keep_dir: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dd0c-bench-"))
         self.keep_dir = keep_dir
         self.inject_delay_ms = inject_delay_ms
         self.with_floor = floor
+        self.with_treq_floor = treq_floor
         self.provider_key = "sk-bench-" + secrets.token_urlsafe(24)
         self.fake: Optional[Proc] = None
         self.floor: Optional[Proc] = None
+        self.treq_floor: Optional[Proc] = None
         self.proxy: Optional[Proc] = None
         self.proxy_key = ""
 
@@ -146,6 +151,14 @@ class Stack:
                  "--upstream", f"http://127.0.0.1:{fake_port}", "--api-key", self.provider_key],
                 floor_port, "/_fake/stats", self.dir / "floor.log", self.dir,
             )
+        if self.with_treq_floor:
+            treq_port = free_port()
+            self.treq_floor = Proc(
+                "treq floor relay",
+                [sys.executable, str(BENCH / "floor_treq.py"), "--listen", str(treq_port),
+                 "--upstream", f"http://127.0.0.1:{fake_port}", "--api-key", self.provider_key],
+                treq_port, "/_fake/stats", self.dir / "floor_treq.log", self.dir,
+            )
         proxy_port = free_port()
         config = self.dir / "dd0c-route.toml"
         config.write_text(
@@ -165,7 +178,7 @@ class Stack:
         else:
             argv = [*TWISTD, *twistd_args]
         self.proxy = Proc("proxy", argv, proxy_port, "/healthz", self.dir / "proxy.out", self.dir)
-        for proc in (self.fake, self.floor, self.proxy):
+        for proc in (self.fake, self.floor, self.treq_floor, self.proxy):
             if proc is not None:
                 proc.wait_ready()
 
@@ -197,7 +210,7 @@ class Stack:
         return done.stdout.strip().splitlines()[-1].strip()
 
     def stop(self) -> None:
-        for proc in (self.proxy, self.floor, self.fake):
+        for proc in (self.proxy, self.treq_floor, self.floor, self.fake):
             if proc is not None:
                 proc.stop()
         if not self.keep_dir:
@@ -230,10 +243,12 @@ class Stack:
     # -- targets -------------------------------------------------------------
 
     def targets(self) -> dict[str, tuple[int, str, dict[str, str]]]:
-        """name -> (port, path prefix, headers) for direct, floor and proxy."""
+        """name -> (port, path prefix, headers) for direct, floor (Agent), treq (floor) and proxy."""
         assert self.fake is not None and self.proxy is not None
         out = {"direct": (self.fake.port, "/v1", {"authorization": f"Bearer {self.provider_key}"})}
         if self.floor is not None:
             out["floor"] = (self.floor.port, "/v1", {})
+        if self.treq_floor is not None:
+            out["treq"] = (self.treq_floor.port, "/v1", {})
         out["proxy"] = (self.proxy.port, "/v1", {"authorization": f"Bearer {self.proxy_key}"})
         return out

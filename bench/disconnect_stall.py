@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--profile", metavar="FILE", help="py-spy the proxy during the burst into FILE (speedscope JSON)")
     args = parser.parse_args()
 
-    with Stack(floor=False, keep_dir=True) as stack:
+    with Stack(floor=False, treq_floor=False, keep_dir=True) as stack:
         # Long, steady streams: each chunk carries a few words.
         stack.scenario(chunk_count=2_000, chunk_delay=0.5, words_per_chunk=5)
         assert stack.proxy is not None

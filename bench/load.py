@@ -1,11 +1,12 @@
 """
-Throughput, CPU and memory under load: the floor relay and the proxy, in one run.
+Throughput, CPU and memory under load: two floor relays and the proxy, in one run.
 
-Starts the fake provider, the floor relay and the proxy as separate
-processes on 127.0.0.1 (see ``_procs.py``), then:
+Starts the fake provider, the floor relays (``floor``: a bare Agent,
+``floor_relay.py``; ``treq``: a bare treq client, ``floor_treq.py``) and the
+proxy as separate processes on 127.0.0.1 (see ``_procs.py``), then:
 
-1. Holds ``--streams`` (500) slow streams open through each of floor and
-   proxy (the fake sends one chunk every 0.5 s) and reads VmRSS before,
+1. Holds ``--streams`` (500) slow streams open through each of the floors and the
+   target (the fake sends one chunk every 0.5 s) and reads VmRSS before,
    while they are open, and after they are closed; RSS per open stream is
    (while - before) / streams.  The proxy's ``/healthz`` must show
    ``active_requests`` back to 0 after the clients go.
@@ -13,10 +14,17 @@ processes on 127.0.0.1 (see ``_procs.py``), then:
    delay), at 1/8/32/64 concurrent keep-alive connections: requests per
    second, latency p50/p99, the target's CPU per request (``/proc/PID/stat``
    utime+stime delta / requests), how busy the fake, the target and the load
-   generator were (CPU seconds per wall second), and errors.  Floor and
-   proxy alternate level by level, so both see the same machine.
-3. ``--profile``: py-spy samples the proxy under load (32 connections,
-   non-streaming then streaming) and prints the top costs in dd0c_route.
+   generator were (CPU seconds per wall second), and errors.
+3. The fast stream (``--fast-levels``, 32 connections): 52 SSE events,
+   about 14 KB per stream, no delay -- a throughput test of the stream path
+   (streams/s, CPU per stream).
+   In 2 and 3 the three targets run one after another in each round, their
+   order rotating round by round, so all see the same machine; ``--repeat``
+   runs every round again.  CPU per request and per stream is reported as a
+   ratio to both floors.
+4. ``--profile``: py-spy samples the proxy under load (32 connections,
+   non-streaming, streaming, fast stream) and prints the top costs in
+   dd0c_route.
 
 The load generator is ``wrk`` when installed (one thread, Lua script for
 the POST), else ``_loadgen.py`` (asyncio) in its own process.  Its own CPU
@@ -55,6 +63,10 @@ from _procs import BENCH, Proc, Stack, cpu_seconds, rss_kib
 __all__: list[str] = []
 
 LEVELS = (1, 8, 32, 64)
+TARGETS = ("floor", "treq", "proxy")
+FLOORS = ("treq", "floor")
+#: The fast stream: 50 content chunks + role + finish = 52 events, ~14 KB.
+FAST = {"chunk_count": 50, "reply_words": 120, "chunk_delay": 0.0}
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark, please."}]
 
 
@@ -111,7 +123,8 @@ class LoadGen:
         return result
 
 
-def measure_level(gen: LoadGen, stack: Stack, target: str, proc: Proc, stream: bool, connections: int, duration: float) -> dict[str, Any]:
+def measure_level(gen: LoadGen, stack: Stack, target: str, proc: Proc, stream: bool, connections: int, duration: float,
+                  mode: Optional[str] = None) -> dict[str, Any]:
     port, _, headers = stack.targets()[target]
     assert stack.fake is not None
     cpu0, fake0 = cpu_seconds(proc.pid), cpu_seconds(stack.fake.pid)
@@ -120,7 +133,7 @@ def measure_level(gen: LoadGen, stack: Stack, target: str, proc: Proc, stream: b
     wall = result["wall_s"]
     requests = max(1, result["requests"])
     result.update(
-        target=target, mode="stream" if stream else "nonstream", connections=connections,
+        target=target, mode=mode or ("stream" if stream else "nonstream"), connections=connections,
         rps=result["requests"] / wall,
         cpu_ms_per_req=cpu * 1000 / requests,
         target_util=cpu / wall, fake_util=fake_cpu / wall, loadgen_util=result["loadgen_cpu_s"] / wall,
@@ -183,14 +196,14 @@ def profile(stack: Stack, gen: LoadGen, duration: float, out_dir: Path) -> Optio
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / f"proxy-profile-{time.strftime('%Y%m%d-%H%M%S')}.txt"
     spy = subprocess.Popen(
-        [pyspy, "record", "--pid", str(stack.proxy.pid), "--duration", str(int(2 * duration + 2)), "--rate", "250",
+        [pyspy, "record", "--pid", str(stack.proxy.pid), "--duration", str(int(3 * duration + 2)), "--rate", "250",
          "--format", "raw", "--function", "--nonblocking", "--output", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     time.sleep(1.0)
-    for stream in (False, True):
-        stack.scenario(chunk_count=20, chunk_delay=0.0)
-        port, _, headers = stack.targets()["proxy"]
+    port, _, headers = stack.targets()["proxy"]
+    for stream, scenario in ((False, {"chunk_count": 20, "chunk_delay": 0.0}), (True, {"chunk_count": 20, "chunk_delay": 0.0}), (True, FAST)):
+        stack.scenario(**scenario)
         gen.run(port, headers, _body(stream), 32, duration)
     _, err = spy.communicate(timeout=120)
     if not raw.exists():
@@ -248,30 +261,52 @@ def table(levels: list[dict[str, Any]]) -> list[str]:
             f"{r['mode']:<10}{r['connections']:>6} {r['target']:<7}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             f"{r['cpu_ms_per_req']:>11.3f}{100 * r['target_util']:>8.0f}{100 * r['fake_util']:>7.0f}{100 * r['loadgen_util']:>6.0f}{r['errors']:>7}"
         )
-    lines += ["", "proxy/floor ratios (same run):"]
-    index = {(r["mode"], r["connections"], r["target"]): r for r in levels}
-    for mode in ("nonstream", "stream"):
-        for conns in LEVELS:
-            f, p = index.get((mode, conns, "floor")), index.get((mode, conns, "proxy"))
-            if f and p:
-                lines.append(
-                    f"  {mode:<10}{conns:>4} conns: throughput {p['rps'] / f['rps']:5.2f}x  p50 {p['p50_ms'] / f['p50_ms']:5.2f}x  "
-                    f"p99 {p['p99_ms'] / f['p99_ms']:5.2f}x  CPU/req {p['cpu_ms_per_req'] / max(f['cpu_ms_per_req'], 1e-9):5.2f}x"
-                )
+    index: dict[tuple[str, int, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in levels:
+        index[(r["mode"], r["connections"], r["target"])].append(r)
+    for base in FLOORS:
+        lines += ["", f"proxy/{base} ratios (same run, same round; one line per repeat):"]
+        for mode in ("nonstream", "stream", "fast"):
+            for conns in sorted({c for (m, c, _t) in index if m == mode}):
+                for f, p in zip(index.get((mode, conns, base), ()), index.get((mode, conns, "proxy"), ()), strict=False):
+                    lines.append(
+                        f"  {mode:<10}{conns:>4} conns: throughput {p['rps'] / f['rps']:5.2f}x  p50 {p['p50_ms'] / f['p50_ms']:5.2f}x  "
+                        f"p99 {p['p99_ms'] / f['p99_ms']:5.2f}x  CPU/req {p['cpu_ms_per_req'] / max(f['cpu_ms_per_req'], 1e-9):5.2f}x"
+                    )
+    return lines
+
+
+def headline(levels: list[dict[str, Any]], connections: int = 32) -> list[str]:
+    """The issue-#18 table: req/s and CPU/req, fast streams/s and CPU/stream, proxy vs both floors, per repeat."""
+    index: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in levels:
+        if r["connections"] == connections:
+            index[(r["mode"], r["target"])].append(r)
+    rows = [("non-stream req/s", "nonstream", "rps", "{:,.0f}"), ("CPU ms per request", "nonstream", "cpu_ms_per_req", "{:.3f}"),
+            ("fast stream streams/s", "fast", "rps", "{:,.0f}"), ("CPU ms per stream", "fast", "cpu_ms_per_req", "{:.3f}")]
+    lines = [f"{connections} connections | dd0c-route | treq floor | Agent floor | proxy/treq | proxy/Agent"]
+    lines.append("|".join(["---"] * 6))
+    for label, mode, key, fmt in rows:
+        for i, (f, t, p) in enumerate(zip(index.get((mode, "floor"), ()), index.get((mode, "treq"), ()),
+                                          index.get((mode, "proxy"), ()), strict=False)):
+            lines.append(f"{label}{f' (#{i + 1})' if i else ''} | {fmt.format(p[key])} | {fmt.format(t[key])} | {fmt.format(f[key])} | "
+                         f"{p[key] / max(t[key], 1e-9):.2f}x | {p[key] / max(f[key], 1e-9):.2f}x")
     return lines
 
 
 def suite(levels: list[dict[str, Any]], holds: list[dict[str, Any]], meta: dict[str, Any]) -> pyperf.BenchmarkSuite:
     machine = pyperf.Run([1.0], metadata={"name": "machine"}, collect_metadata=True).get_metadata()
     machine.pop("name", None)
-    benchmarks = []
+    runs: dict[str, list[pyperf.Run]] = collections.defaultdict(list)
     for r in levels:
         metadata = dict(machine, **meta, name=f"{r['mode']}/{r['target']}/c{r['connections']}", unit="second", loops=1)
         metadata.update({k: round(float(r[k]), 4) for k in ("rps", "cpu_ms_per_req", "target_util", "fake_util", "loadgen_util", "p99_ms")})
         metadata["errors"] = int(r["errors"])
         metadata["rss_kib"] = int(r["rss_kib"])
         # wrk reports percentiles, not samples: record p50 (the benchmark value) and carry the rest as metadata.
-        benchmarks.append(pyperf.Benchmark([pyperf.Run([r["p50_ms"] / 1000 or 1e-9], metadata=metadata, collect_metadata=False)]))
+        # One benchmark per level, one run per --repeat.
+        runs[metadata["name"]].append(pyperf.Run([r["p50_ms"] / 1000 or 1e-9], metadata=metadata, collect_metadata=False))
+    benchmarks = [pyperf.Benchmark(level_runs) for level_runs in runs.values()]
     for h in holds:
         metadata = dict(machine, **meta, name=f"hold/{h['target']}/rss_per_stream", unit="byte", loops=1)
         metadata.update(rss_before_kib=h["rss_before_kib"], rss_open_kib=h["rss_open_kib"], streams=h["streams"])
@@ -281,10 +316,12 @@ def suite(levels: list[dict[str, Any]], holds: list[dict[str, Any]], meta: dict[
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="dd0c-route throughput, CPU and memory (floor vs proxy)")
+    parser = argparse.ArgumentParser(description="dd0c-route throughput, CPU and memory (floors vs proxy)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per load level (default 3)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrent connections, comma-separated")
     parser.add_argument("--stream-chunks", type=int, default=20)
+    parser.add_argument("--fast-levels", default="32", help="connections for the fast stream (52 events, ~14 KB), comma-separated; empty: skip")
+    parser.add_argument("--repeat", type=int, default=1, help="run every interleaved round this many times")
     parser.add_argument("--streams", type=int, default=500, help="slow streams held open (0: skip)")
     parser.add_argument("--no-wrk", action="store_true", help="use the asyncio generator even if wrk is installed")
     parser.add_argument("--profile", action="store_true", help="py-spy the proxy under load and print its top costs")
@@ -292,6 +329,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
+    args.fast = [int(x) for x in args.fast_levels.split(",") if x]
 
     work = Path(tempfile.mkdtemp(prefix="dd0c-load-"))
     try:
@@ -307,8 +345,8 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path) -> int:
     holds: list[dict[str, Any]] = []
     profile_lines: Optional[list[str]] = None
     with Stack() as stack:
-        assert stack.floor is not None and stack.proxy is not None
-        procs = {"floor": stack.floor, "proxy": stack.proxy}
+        assert stack.floor is not None and stack.treq_floor is not None and stack.proxy is not None
+        procs = {"floor": stack.floor, "treq": stack.treq_floor, "proxy": stack.proxy}
         startup_rss = {name: rss_kib(p.pid) for name, p in procs.items()}
         # Warm-up on one connection (lazy imports, token tables, first ledger
         # batch), so the held streams measure what each stream costs.
@@ -325,21 +363,28 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path) -> int:
         for stream in (False, True):
             for name, proc in procs.items():
                 measure_level(gen, stack, name, proc, stream, 8, 1.0)  # warm-up at load, discarded
-        for stream in (False, True):
-            for i, conns in enumerate(levels):
-                order = ("floor", "proxy") if i % 2 == 0 else ("proxy", "floor")
+        plan = [(mode, stream, conns) for mode, stream in (("nonstream", False), ("stream", True)) for conns in levels]
+        plan += [("fast", True, conns) for conns in args.fast]
+        turn = 0
+        for _ in range(max(1, args.repeat)):
+            for mode, stream, conns in plan:
+                stack.scenario(**(FAST if mode == "fast" else {"chunk_count": args.stream_chunks, "chunk_delay": 0.0}))
+                order = TARGETS[turn % 3:] + TARGETS[:turn % 3]
+                turn += 1
                 for name in order:
-                    results.append(measure_level(gen, stack, name, procs[name], stream, conns, args.duration))
+                    results.append(measure_level(gen, stack, name, procs[name], stream, conns, args.duration, mode))
         if args.profile:
             profile_lines = profile(stack, gen, args.duration * 2, work if args.no_save else args.results)
         fake_stats = stack.fake_stats()
         end_rss = {name: rss_kib(p.pid) for name, p in procs.items()}
 
-    lines = [f"load generator: {gen.name}; {args.duration:g} s per level; stream = {args.stream_chunks} chunks, no delay", ""]
+    lines = [f"load generator: {gen.name}; {args.duration:g} s per level; stream = {args.stream_chunks} chunks, no delay; "
+             f"fast = {FAST['chunk_count'] + 2} events, {FAST['reply_words']} words, no delay; floor = bare Agent, treq = bare treq", ""]
     lines += table(results)
-    lines += ["", f"RSS at start: floor {startup_rss['floor']} KiB, proxy {startup_rss['proxy']} KiB; "
-              f"after a 1-connection warm-up: floor {warm_rss['floor']} KiB, proxy {warm_rss['proxy']} KiB; "
-              f"at the end: floor {end_rss['floor']} KiB, proxy {end_rss['proxy']} KiB"]
+    if 32 in levels and 32 in args.fast:
+        lines += ["", *headline(results)]
+    rss = lambda d: ", ".join(f"{n} {d[n]} KiB" for n in TARGETS)  # noqa: E731
+    lines += ["", f"RSS at start: {rss(startup_rss)}; after a 1-connection warm-up: {rss(warm_rss)}; at the end: {rss(end_rss)}"]
     for h in holds:
         lines.append(
             f"{h['streams']} open slow streams via {h['target']}: RSS {h['rss_before_kib']} -> {h['rss_open_kib']} KiB "
@@ -356,7 +401,7 @@ def _run(args: argparse.Namespace, levels: list[int], work: Path) -> int:
     if not args.no_save:
         args.results.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        meta = {"description": "dd0c-route load: floor vs proxy", "duration_s": args.duration, "load_generator": gen.name}
+        meta = {"description": "dd0c-route load: floors vs proxy", "duration_s": args.duration, "load_generator": gen.name}
         path = args.results / f"load-{stamp}.json"
         suite(results, holds, meta).dump(str(path), replace=True)
         (args.results / f"load-{stamp}-summary.json").write_text(

@@ -227,7 +227,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "inject_delay_ms": args.inject_delay_ms,
         "gate_ms": args.gate_ms,
     }
-    with Stack(inject_delay_ms=args.inject_delay_ms, floor=not args.no_floor) as stack:
+    with Stack(inject_delay_ms=args.inject_delay_ms, floor=not args.no_floor, treq_floor=False) as stack:
         stack.scenario(chunk_count=args.chunks, chunk_delay=args.chunk_delay_ms / 1000.0)
         t0 = time.monotonic()
         run_rounds(stack, None, args.warmup, stream=False)

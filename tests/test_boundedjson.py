@@ -48,3 +48,21 @@ class LoadsBoundedTests(unittest.TestCase):
         """Within the limit, the result is exactly json.loads's."""
         raw = json.dumps(value).encode()
         self.assertEqual(loads_bounded(raw), json.loads(raw))
+
+
+class StdlibFallbackTests(unittest.TestCase):
+    """orjson parses first (issue #18); what it refuses and json accepts is still accepted, with json's value."""
+
+    def test_what_orjson_refuses_is_parsed_as_before(self):
+        for raw in (b'{"a": NaN, "b": Infinity, "c": -Infinity}', b'{"n": 123456789012345678901234567890}',
+                    b'{"s": "\\ud800 lone"}', '{"u": "\u00e9"}'.encode("utf-16"), b'{"e": 1e400}'):
+            got, want = loads_bounded(raw), json.loads(raw)
+            self.assertEqual(repr(got), repr(want), msg=raw)
+
+    @given(st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(alphabet=st.characters()),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=30))
+    def test_same_value_and_types_as_json_loads(self, value):
+        """Floats, integers of any size, any code point (lone surrogates included): exactly json.loads's value."""
+        for raw in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")):
+            self.assertEqual(repr(loads_bounded(raw)), repr(json.loads(raw)))

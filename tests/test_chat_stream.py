@@ -133,3 +133,18 @@ def test_the_usage_chunk_is_hidden_unless_asked_for() -> None:
         handler = OpenAIChatStreamHandler(facts, wants)
         assert handler.data(content + usage + b"data: [DONE]\n\n") + handler.end() == expect
         assert (facts.prompt_tokens, facts.completion_tokens, list(facts.delivered)) == (3, 2, ["x"])
+
+
+def test_unscanned_text_is_bounded() -> None:
+    """Blocks kept for a later scan are scanned once they pass SCAN_AHEAD bytes: memory stays bounded."""
+    from dd0c_route.metering.usage import SCAN_AHEAD, EscapedText
+
+    scanned: list[bytes] = []
+    kept = EscapedText(lambda block: scanned.append(block) or [b"x"])  # type: ignore[func-returns-value]
+    block = b"data: {}\n\n" * 1000
+    for _ in range(SCAN_AHEAD // len(block)):
+        kept.extend_later(block)
+    assert scanned == []
+    kept.extend_later(block)
+    assert len(scanned) == SCAN_AHEAD // len(block) + 1
+    assert kept.scale == (len(scanned), len(scanned))

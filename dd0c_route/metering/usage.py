@@ -11,7 +11,7 @@ only so that a stream cut short can be counted locally.  Both OpenAI
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 __all__ = ["DeliveredText", "EscapedText", "UsageFacts"]
 
@@ -20,6 +20,9 @@ __all__ = ["DeliveredText", "EscapedText", "UsageFacts"]
 #: practice everything is kept; beyond it, only the length is, and the count
 #: is extrapolated.  It bounds a stream's memory whatever its length.
 DELIVERED_LIMIT = 1 << 20
+#: Raw event bytes an :class:`EscapedText` keeps unscanned (a 14 KB stream
+#: is never scanned when its provider reports usage).
+SCAN_AHEAD = 1 << 18
 
 
 class DeliveredText(list[str]):
@@ -59,23 +62,61 @@ class EscapedText:
     Bounded like :class:`DeliveredText`, in bytes of the escaped form.
     """
 
-    __slots__ = ("_pieces", "chars", "dropped")
+    __slots__ = ("_blocks", "_blocks_size", "_chars", "_dropped", "_pieces", "_scan")
 
-    def __init__(self) -> None:
+    def __init__(self, scan: Optional[Callable[[bytes], list[bytes]]] = None) -> None:
         self._pieces: list[bytes] = []
-        self.chars = 0
-        self.dropped = 0
+        self._chars = 0
+        self._dropped = 0
+        #: ``scan(block)``: the escaped pieces of a block kept by
+        #: :meth:`extend_later`, found only when they are read.
+        self._scan = scan
+        self._blocks: list[bytes] = []
+        self._blocks_size = 0
+
+    def extend_later(self, block: bytes) -> None:
+        """
+        Keep a block of events whose pieces ``scan`` finds, scanned only when
+        the text is read (most streams report usage, and their text never
+        is); past :data:`SCAN_AHEAD` bytes the blocks kept are scanned at once,
+        so the memory held stays bounded as with :meth:`extend_escaped`.
+        """
+        self._blocks.append(block)
+        self._blocks_size += len(block)
+        if self._blocks_size > SCAN_AHEAD:
+            self._scan_blocks()
+
+    def _scan_blocks(self) -> None:
+        blocks, self._blocks, self._blocks_size = self._blocks, [], 0
+        scan = self._scan
+        assert scan is not None
+        for block in blocks:
+            self.extend_escaped(scan(block))
+
+    @property
+    def chars(self) -> int:
+        if self._blocks:
+            self._scan_blocks()
+        return self._chars
+
+    @property
+    def dropped(self) -> int:
+        if self._blocks:
+            self._scan_blocks()
+        return self._dropped
 
     def extend_escaped(self, pieces: list[bytes]) -> None:
         """Keep ``pieces`` (escaped JSON string contents), up to the limit."""
+        if self._blocks:
+            self._scan_blocks()
         for piece in pieces:
             size = len(piece)
             if not size:
                 continue
-            if self.dropped or self.chars + size > DELIVERED_LIMIT:
-                self.dropped += size
+            if self._dropped or self._chars + size > DELIVERED_LIMIT:
+                self._dropped += size
                 continue
-            self.chars += size
+            self._chars += size
             self._pieces.append(piece)
 
     def append(self, text: str) -> None:
@@ -83,6 +124,8 @@ class EscapedText:
         self.extend_escaped([json.dumps(text)[1:-1].encode("utf-8")])
 
     def __iter__(self) -> Iterator[str]:
+        if self._blocks:
+            self._scan_blocks()
         for piece in self._pieces:
             try:
                 yield json.loads(b'"' + piece + b'"')
@@ -90,6 +133,8 @@ class EscapedText:
                 yield piece.decode("utf-8", "replace")
 
     def __len__(self) -> int:
+        if self._blocks:
+            self._scan_blocks()
         return len(self._pieces)
 
     def __eq__(self, other: object) -> bool:
@@ -102,7 +147,7 @@ class EscapedText:
     @property
     def scale(self) -> tuple[int, int]:
         """(all bytes, kept bytes): the extrapolation ratio."""
-        return self.chars + self.dropped, self.chars
+        return self.chars + self.dropped, self._chars
 
 
 class UsageFacts:

@@ -12,11 +12,13 @@ Body handlers for Anthropic upstreams.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
-from ..metering.usage import UsageFacts
+from ..metering.usage import EscapedText, UsageFacts
+from ..relay.event_blocks import EventBlockHandler
 from ..relay.failures import InvalidAnswer
-from ..relay.handlers import MAX_TEE_BYTES, BodyHandler, GenericStreamHandler
+from ..relay.handlers import MAX_TEE_BYTES, BodyHandler
 from ..relay.sse import SSEDecoder, SSEEvent
 from ..shapes import anthropic_error, openai_error, sse_error_frame
 from .anthropic_translate import AnthropicStreamError, AnthropicToOpenAIStream, anthropic_to_openai_response
@@ -161,15 +163,39 @@ class TranslatedStreamHandler(BodyHandler):
 
 
 
-class NativeStreamHandler(GenericStreamHandler):
+#: A text or tool-input delta exactly as Anthropic writes it: the whole
+#: event, so a match is the parse's answer (issue #18).
+_NATIVE_DELTA = re.compile(
+    rb'event: content_block_delta\ndata: \{\s*"type"\s*:\s*"content_block_delta"\s*,\s*"index"\s*:\s*\d+\s*,'
+    rb'\s*"delta"\s*:\s*\{\s*"type"\s*:\s*"(?:text_delta"\s*,\s*"text|input_json_delta"\s*,\s*"partial_json)"'
+    rb'\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}\s*\}'
+)
+
+
+class NativeStreamHandler(EventBlockHandler):
     """
     An Anthropic stream relayed byte for byte, read for its id, usage
     (input at ``message_start``, output at ``message_delta``) and the text
-    delivered.
+    delivered.  Text and tool-input deltas, most of a stream, are read by
+    one regular expression over the whole event (:data:`_NATIVE_DELTA`),
+    their text kept JSON-escaped and decoded only if the meter needs it;
+    every other event is parsed (:meth:`event`).
     """
 
     content_type = _SSE
     expects_sse = True
+
+    def __init__(self, facts: UsageFacts) -> None:
+        super().__init__(facts)
+        self._escaped = EscapedText()
+        facts.delivered = self._escaped
+
+    def scan(self, event: bytes) -> bool:
+        match = _NATIVE_DELTA.fullmatch(event)
+        if match is None:
+            return False
+        self._escaped.extend_escaped([match.group(1)])
+        return True
 
     def event(self, event: SSEEvent) -> Optional[bytes]:
         kind = event.event

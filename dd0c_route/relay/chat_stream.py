@@ -33,7 +33,8 @@ from typing import Any, Optional
 
 from ..metering.usage import EscapedText, UsageFacts
 from ..shapes import openai_error, sse_error_frame
-from .handlers import GenericStreamHandler, stream_error_type
+from .event_blocks import EventBlockHandler
+from .handlers import stream_error_type
 from .sse import SSEEvent
 
 __all__ = ["OpenAIChatStreamHandler"]
@@ -46,9 +47,12 @@ _DELIVERED = re.compile(rb'"(?:content|name|arguments)"\s*:\s*"((?:[^"\\]|\\.)*)
 _NEEDS_PARSE = re.compile(rb'"usage"\s*:\s*\{|"error"\s*:')
 
 _DONE = b"data: [DONE]"
+#: A block of complete events that are each one ``data: {...}`` line or
+#: ``data: [DONE]`` (the check the slow path makes event by event).
+_PLAIN = re.compile(rb"(?:data: \{[^\n]*\}\n\n|data: \[DONE\]\n\n)*")
 
 
-class OpenAIChatStreamHandler(GenericStreamHandler):
+class OpenAIChatStreamHandler(EventBlockHandler):
     """See the module docstring."""
 
     expects_sse = True
@@ -56,41 +60,23 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
     def __init__(self, facts: UsageFacts, client_wants_usage: bool) -> None:
         super().__init__(facts)
         self.client_wants_usage = client_wants_usage
-        self._escaped = EscapedText()
+        self._escaped = EscapedText(_DELIVERED.findall)
         facts.delivered = self._escaped
-        self._tail = b""
-        #: CR line ends seen: the general decoder takes over for good.
-        self._general = False
-
-    def data(self, data: bytes) -> bytes:
-        if self.invalid is not None:
-            return b""
-        if self._general or b"\r" in data:
-            return self._general_data(data)
-        buffer = self._tail + data if self._tail else data
-        end = buffer.rfind(b"\n\n")
-        if end < 0:
-            self._tail = buffer
-            return b""
-        complete = buffer[: end + 2]
-        self._tail = buffer[end + 2 :]
-        return self._block(complete)
-
-    def end(self) -> bytes:
-        if self._general:
-            return super().end()
-        tail, self._tail = self._tail, b""
-        if tail.strip():
-            return self._block(tail if tail.endswith(b"\n\n") else tail + b"\n\n")[: len(tail)]
-        return b""
+        #: The response id is known (or was looked for where it must be):
+        #: plain blocks need no split.
+        self._id_taken = False
 
     def failed(self, message: str) -> bytes:
         return sse_error_frame(openai_error(message, "server_error", None, "upstream_error"))
 
     # -- the fast path ----------------------------------------------------
 
-    def _block(self, complete: bytes) -> bytes:
+    def block(self, complete: bytes) -> bytes:
         """Complete events (ending in a blank line): check, scan, forward."""
+        if self._id_taken and _PLAIN.fullmatch(complete) is not None and _NEEDS_PARSE.search(complete) is None:
+            # The hot path: two scans in C, the text kept for later.
+            self._escaped.extend_later(complete)
+            return complete
         events = complete.split(b"\n\n")
         events.pop()  # after the last boundary: empty
         plain = True
@@ -99,15 +85,17 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
                 plain = False
                 break
         facts = self.facts
-        if facts.response_id is None:
-            for event in events:
-                if event[:7] == b"data: {":
-                    self._take_id(event)
-                    break
-                if not event.startswith(b":"):
-                    break
+        if not self._id_taken:
+            if facts.response_id is None:
+                for event in events:
+                    if event[:7] == b"data: {":
+                        self._take_id(event)
+                        break
+                    if not event.startswith(b":"):
+                        break
+            self._id_taken = facts.response_id is not None
         if plain and _NEEDS_PARSE.search(complete) is None:
-            self._escaped.extend_escaped(_DELIVERED.findall(complete))
+            self._escaped.extend_later(complete)
             return complete
         # Some event needs a closer look: one at a time, each forwarded as is
         # unless it is hidden or ends the stream.
@@ -116,7 +104,7 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
             raw = event + b"\n\n"
             if event[:7] == b"data: {" and event[-1:] == b"}" and b"\n" not in event:
                 if _NEEDS_PARSE.search(event) is None:
-                    self._escaped.extend_escaped(_DELIVERED.findall(event))
+                    self._escaped.extend_later(event)
                     out.append(raw)
                     continue
                 kept = self._parsed(event[6:])
@@ -164,12 +152,6 @@ class OpenAIChatStreamHandler(GenericStreamHandler):
         return True
 
     # -- the general path ---------------------------------------------------
-
-    def _general_data(self, data: bytes) -> bytes:
-        if not self._general:
-            self._general = True
-            data, self._tail = self._tail + data, b""
-        return super().data(data)
 
     def _general_event(self, raw: bytes) -> Optional[bytes]:
         out = []

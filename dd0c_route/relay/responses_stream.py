@@ -15,10 +15,12 @@ delivered, so such a cut bills 0 output tokens.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
-from ..metering.usage import UsageFacts
-from .handlers import GenericStreamHandler, JSONBodyHandler
+from ..metering.usage import EscapedText, UsageFacts
+from .event_blocks import EventBlockHandler
+from .handlers import JSONBodyHandler
 from .sse import SSEEvent
 
 __all__ = ["ResponsesJSONHandler", "ResponsesStreamHandler", "delivered_output", "response_or_error", "responses_error_event"]
@@ -90,14 +92,47 @@ class ResponsesJSONHandler(JSONBodyHandler):
         return raw
 
 
-class ResponsesStreamHandler(GenericStreamHandler):
-    """A Responses event stream relayed unchanged; see the module docstring."""
+#: The bulk of a stream: one text delta, ``event:`` then one ``data:`` line.
+_TEXT_DELTA = b"event: response.output_text.delta\ndata: {"
+_TEXT_DELTA_SIZE = len(_TEXT_DELTA)
+_DELTA = re.compile(rb'"delta"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)[\s,}]')
+
+
+class ResponsesStreamHandler(EventBlockHandler):
+    """
+    A Responses event stream relayed unchanged; see the module docstring.
+
+    Text deltas, most of a stream, are read without a parse (issue #18):
+    each TCP read is cut at its last event boundary, and an event that is
+    exactly ``event: response.output_text.delta`` and one ``data: {...}``
+    line with one ``"delta"`` string and one ``"sequence_number"`` gives
+    both by a byte scan, the delta kept JSON-escaped
+    (:class:`~dd0c_route.metering.usage.EscapedText`) and decoded only if
+    the meter needs it.  The scan trusts the event's documented flat shape
+    (``ResponseTextDeltaEvent``: its only ``"delta"`` key is the top one;
+    ``logprobs`` entries have none).  Every other event, and every stream with CR line
+    ends, takes :meth:`event` (a full parse), with the same results.
+    """
 
     expects_sse = True
 
     def __init__(self, facts: UsageFacts) -> None:
         super().__init__(facts)
         self.sequence = -1
+        self._escaped = EscapedText()
+        facts.delivered = self._escaped
+
+    def scan(self, event: bytes) -> bool:
+        if event[:_TEXT_DELTA_SIZE] != _TEXT_DELTA or event[-1:] != b"}" or event.count(b"\n") != 1:
+            return False
+        deltas = _DELTA.findall(event)
+        numbers = _SEQUENCE.findall(event)
+        if len(deltas) != 1 or len(numbers) != 1 or event.count(b'"delta"') != 1 or event.count(b'"sequence_number"') != 1:
+            return False
+        self.sequence = int(numbers[0])
+        self._escaped.extend_escaped(deltas)
+        return True
 
     def event(self, event: SSEEvent) -> Optional[bytes]:
         kind = event.event

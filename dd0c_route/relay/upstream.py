@@ -97,6 +97,9 @@ class _URIText(EncodedURL):
 #: At most this many distinct upstream URLs are kept converted (paths of
 #: relayed endpoints can carry client query strings).
 _URL_CACHE_SIZE = 512
+#: At most this many distinct upstream header sets are kept built (client
+#: ``openai-beta``/``anthropic-beta`` values vary them).
+_HEADERS_CACHE_SIZE = 256
 
 
 class ConnectionCounter:
@@ -259,6 +262,7 @@ class UpstreamClient:
             reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
         )
         self._urls: dict[str, _URIText] = {}
+        self._built_headers: dict[tuple[tuple[bytes, ...], ...], Headers] = {}
         self.http = treq.client.HTTPClient(
             agent, cookiejar=cast(Any, _NoCookies()), data_to_body_producer=BytesProducer
         )
@@ -276,12 +280,27 @@ class UpstreamClient:
         return self.http.request(
             method,
             uri,
-            headers=Headers(cast(Any, headers)),
+            headers=self._headers_for(headers),
             data=body if body else None,
             unbuffered=True,
             allow_redirects=False,
             reactor=self.reactor,
         )
+
+    def _headers_for(self, headers: dict[bytes, list[bytes]]) -> Headers:
+        """
+        ``headers`` as a ``Headers``, built once per distinct set: a
+        provider's headers are the same on every request, and ``Headers``
+        checks every name and value as it is built.  treq's agents copy it
+        before adding theirs, so one instance is safely shared.
+        """
+        key = tuple((name, *values) for name, values in headers.items())
+        built = self._built_headers.get(key)
+        if built is None:
+            built = Headers(cast(Any, headers))
+            if len(self._built_headers) < _HEADERS_CACHE_SIZE:
+                self._built_headers[key] = built
+        return built
 
     def close(self) -> Deferred[None]:
         """Close idle pooled connections (at service stop)."""

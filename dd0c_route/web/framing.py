@@ -76,8 +76,15 @@ class ProxyChannel(HTTPChannel):
     # -- timers ---------------------------------------------------------------
 
     def _arm(self, seconds: Optional[float]) -> None:
-        self._disarm()
-        if seconds and self.clock is not None:
+        if not seconds or self.clock is None:
+            self._disarm()
+            return
+        timer = self._timer
+        if timer is not None and timer.active():
+            # Moved, not cancelled and made again: a request arms its
+            # timer at every phase and every body read (issue #18).
+            timer.reset(seconds)
+        else:
             self._timer = self.clock.callLater(seconds, self._timed_out)
 
     def _disarm(self) -> None:
