@@ -161,14 +161,21 @@ class Stack:
             )
         proxy_port = free_port()
         config = self.dir / "dd0c-route.toml"
+        # DD0C_BENCH_LEDGER_URL: the same runs on PostgreSQL; DD0C_BENCH_EXTRA_CONFIG:
+        # TOML appended to the proxy's config (e.g. an [admin] listener), so a
+        # feature's cost is measured against the default in the same way.
+        ledger_url = os.environ.get("DD0C_BENCH_LEDGER_URL")
+        ledger = f'url = "{ledger_url}"\n' if ledger_url else f'path = "{self.dir / "ledger.sqlite3"}"\n'
         config.write_text(
             "[server]\n"
             f'listen = "tcp:{proxy_port}:interface=127.0.0.1:backlog=4096"\n'
             "[ledger]\n"
-            f'path = "{self.dir / "ledger.sqlite3"}"\n'
+            + ledger
+            + f'journal_path = "{self.dir / "ledger.journal"}"\n'
             "[providers.openai]\n"
             f'base_url = "http://127.0.0.1:{fake_port}/v1"\n'
             f'api_key = "{self.provider_key}"\n'
+            + os.environ.get("DD0C_BENCH_EXTRA_CONFIG", "")
         )
         self.proxy_key = self._create_key(config)
         twistd_args = ["-n", "--pidfile", "", "--logfile", str(self.dir / "proxy.log"),
