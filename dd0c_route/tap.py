@@ -228,6 +228,12 @@ def build_service(config: Config, reactor: Any) -> Built:
         tracer = RequestTracer(config)
         meter.subscribe(tracer.finish)
         _TracerService(tracer).setServiceParent(root)
+    if config.alerts:
+        from .alerts.watcher import watch_alerts
+
+        alerts = watch_alerts(config, store, writer.runner.run, reactor)
+        alerts.setServiceParent(root)
+        meter.subscribe(alerts.observe)
     if config.log.access:
         from .accesslog import log_access
 
