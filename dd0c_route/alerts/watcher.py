@@ -93,6 +93,11 @@ class AlertWatcher(Service):
         self._checking: Optional[Deferred[Any]] = None
         self._deliveries: set[Deferred[Any]] = set()
 
+    @property
+    def busy(self) -> bool:
+        """A check is pending or running, or a webhook is being delivered."""
+        return self._timer is not None or self._checking is not None or bool(self._deliveries)
+
     def observe(self, record: UsageRecord) -> None:
         """Note the alerts ``record`` touched (a record subscriber: O(alerts), no I/O)."""
         if not record.cost_usd or not self.running:
