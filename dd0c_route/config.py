@@ -56,6 +56,7 @@ from .config_rules import (
     DEFAULT_BASE_URLS,
     DEFAULT_MODELS,
     PROVIDER_KINDS,
+    check_alerts,
     check_clashes,
     check_prices,
     check_routing,
@@ -73,6 +74,7 @@ __all__ = [
     "PASSTHROUGH_DEFAULT",
     "PROVIDER_KINDS",
     "AdminConfig",
+    "AlertConfig",
     "BudgetConfig",
     "CircuitBreakerConfig",
     "Config",
@@ -357,6 +359,32 @@ class BudgetConfig:
     tokens_per_minute: Optional[int] = setting(None, check=positive, doc="Tokens per minute.")
 
 
+ALERT_PERIODS = ("daily", "monthly")
+
+
+def _fraction(value: Decimal) -> None:
+    if not (value.is_finite() and 0 < value <= 1):
+        raise Invalid(f"must be a fraction of the budget, greater than 0 and at most 1 (got {value})")
+
+
+@attrs.frozen
+class AlertConfig:
+    """
+    One ``[[alerts]]`` entry: a webhook POSTed once when the scope's spend for
+    the period crosses ``threshold`` of its budget, or ``amount_usd``
+    (:mod:`dd0c_route.alerts`).  The URL is a :class:`Secret`: Slack-style
+    webhook URLs are credentials.
+    """
+
+    scope: str = setting(check=(not_blank, _budget_scope), doc="A budget scope as in [budgets]: key, team:NAME or *.")
+    period: str = setting(check=one_of(*ALERT_PERIODS), doc="daily or monthly (UTC).")
+    webhook_url: Secret = setting(
+        repr=False, secret=True, check=lambda url: _http_url(url.reveal()), doc="http(s) URL POSTed with the alert.",
+    )
+    threshold: Optional[Decimal] = setting(None, check=_fraction, doc="Fraction (0-1] of the scope's budget for the period.")
+    amount_usd: Optional[Decimal] = setting(None, check=usd, doc="USD spent in the period (instead of threshold).")
+
+
 @attrs.frozen
 class PriceOverride:
     """One ``[prices."MODEL"]`` table: USD per million tokens; omitted fields keep the table's price."""
@@ -435,6 +463,7 @@ class Config:
     admin: AdminConfig = setting(AdminConfig(), doc="The admin listener (metrics, health).")
     telemetry: TelemetryConfig = setting(TelemetryConfig(), doc="OpenTelemetry traces.")
     log: LogConfig = setting(LogConfig(), doc="Log format and access events.")
+    alerts: tuple[AlertConfig, ...] = setting((), doc="[[alerts]] budget webhooks, each POSTed once per crossing.")
     #: Shared limits, revocations and breaker (``[state]``, read by
     #: state/config.py); None: in process.
     state: Optional[StateConfig] = setting(None, toml=False, doc="[state] shared limits on Redis (see docs/shared-state.md).")
@@ -480,6 +509,7 @@ def parse_config(
     check_clashes(config.providers)
     check_routing(config.routing, config.providers)
     check_prices(config.price_overrides, config.providers)
+    check_alerts(config.alerts, config.budgets)
     return config
 
 

@@ -7,7 +7,8 @@ by the schema walker (:mod:`dd0c_route.schema`).
 A provider's defaults come from its name and the environment; a model must
 map to one provider; aliases, rule models and fallbacks must name served
 models; a price override for a model the shipped table does not know must
-give every price.
+give every price; an alert gives exactly one of threshold and amount_usd,
+and a threshold needs its scope's budget for the period.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from .schema import ConfigError, dotted
 from .secret import Secret
 
 if TYPE_CHECKING:
-    from .config import ProviderConfig, RoutingConfig
+    from .config import AlertConfig, BudgetConfig, ProviderConfig, RoutingConfig
 
 __all__ = [
     "DEFAULT_BASE_URLS",
     "DEFAULT_MODELS",
     "PROVIDER_KINDS",
+    "check_alerts",
     "check_clashes",
     "check_prices",
     "check_routing",
@@ -146,3 +148,26 @@ def check_prices(overrides: Mapping[str, Mapping[str, Decimal]], providers: Sequ
             Prices.load({model: fields}, providers)
         except PriceError as error:
             raise ConfigError(dotted("prices", model), str(error)) from None
+
+
+def check_alerts(alerts: Sequence[AlertConfig], budgets: Sequence[BudgetConfig]) -> None:
+    """
+    Each alert fires on exactly one line: ``threshold`` (a fraction of the
+    scope's budget for its period, which must then be configured) or
+    ``amount_usd``.
+    """
+    by_scope = {budget.scope: budget for budget in budgets}
+    for index, alert in enumerate(alerts):
+        prefix = dotted("alerts", index)
+        if (alert.threshold is None) == (alert.amount_usd is None):
+            raise ConfigError(f"{prefix}.threshold", "give exactly one of threshold (a fraction of the budget) or amount_usd")
+        if alert.threshold is not None:
+            budget = by_scope.get(alert.scope)
+            limit = None if budget is None else (budget.daily_usd if alert.period == "daily" else budget.monthly_usd)
+            if limit is None:
+                field = "daily_usd" if alert.period == "daily" else "monthly_usd"
+                raise ConfigError(
+                    f"{prefix}.threshold",
+                    f"is a fraction of the {alert.period} budget, but [budgets.\"{alert.scope}\"] sets no {field} "
+                    "(set one, or give amount_usd instead)",
+                )

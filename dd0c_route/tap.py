@@ -240,6 +240,12 @@ def build_service(config: Config, reactor: Any, seat: Any = None) -> Built:
         tracer = RequestTracer(config)
         meter.subscribe(tracer.finish)
         _TracerService(tracer).setServiceParent(root)
+    if config.alerts:
+        from .alerts.watcher import watch_alerts
+
+        alerts = watch_alerts(config, store, writer.runner.run, reactor)
+        alerts.setServiceParent(root)
+        meter.subscribe(alerts.observe)
     if config.log.access:
         from .accesslog import log_access
 

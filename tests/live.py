@@ -99,6 +99,7 @@ def start_live_proxy(
     extra_config: Optional[dict[str, Any]] = None,
     kinds: tuple[str, ...] = ("openai", "anthropic"),
     check_provider_keys: bool = True,
+    key_name: str = "test",
 ) -> Any:
     """
     Start fake providers and the proxy (the tap's service on port 0), with
@@ -122,7 +123,10 @@ def start_live_proxy(
         "providers": providers,
     }
     for section, values in (extra_config or {}).items():
-        raw.setdefault(section, {}).update(values)
+        if isinstance(values, list):  # an array of tables ([[alerts]])
+            raw[section] = values
+        else:
+            raw.setdefault(section, {}).update(values)
     config = parse_config(raw, {})
     built = build_service(config, reactor)
     built.service.startService()
@@ -138,7 +142,7 @@ def start_live_proxy(
     port = yield listening
     key = generate_key()
     key_id = new_key_id()
-    built.store.add_key(KeyInfo(key_id, "test", hash_key(key), time.time(), "team-a"))
+    built.store.add_key(KeyInfo(key_id, key_name, hash_key(key), time.time(), "team-a"))
     live = LiveProxy(
         built, port.getHost().port, key, key_id, fakes.get("openai"), fakes.get("anthropic"),
         provider_keys, tmpdir,
