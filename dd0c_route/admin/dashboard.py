@@ -25,7 +25,8 @@ from twisted.web.iweb import IRequest
 
 from ..boundedjson import InvalidJSON, loads_bounded
 from ..ledger.interfaces import KeyInfo
-from .api import AdminApi, ApiError, respond_json
+from .api import AdminApi
+from .api_call import ApiError, respond_json
 from .sessions import COOKIE
 
 __all__ = ["STATIC_FILES", "Dashboard"]

@@ -19,20 +19,19 @@ Money is ``numeric`` (exact); timestamps are the records' float seconds
 cannot hold NUL, so a NUL in a string field is stored as U+FFFD rather
 than failing the whole batch forever.
 
-Schema versions live in ``dd0c_schema``; ``_MIGRATIONS[n]`` takes version
-``n`` to ``n + 1``.  Migrating holds a transaction-scoped advisory lock, so
+Schema versions live in ``dd0c_schema``; ``MIGRATIONS[n]`` (in
+:mod:`.postgres_schema`) takes version ``n`` to ``n + 1``.  Migrating holds a transaction-scoped advisory lock, so
 instances starting together migrate one after the other, and the second
 finds nothing left to do.
 
-Connections come from a small pool (``pool_size``) that reconnects lazily:
-a connection that broke is dropped, and the next use opens a new one, so
-the store recovers by itself when the database comes back.  A connection
+Connections come from a small pool (``pool_size``, :mod:`.postgres_pool`)
+that reconnects lazily: a connection that broke is dropped, and the next use
+opens a new one, so the store recovers by itself when the database comes back.  A connection
 failure surfaces as L{LedgerUnavailable}.
 """
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -44,254 +43,26 @@ from psycopg import errors as pg_errors
 from zope.interface import implementer
 
 from .conninfo import describe_conninfo
-from .groups import GroupTotals, day_of, group_values, merge, order_groups, totals_of
+from .groups import GroupTotals, day_of, merge, order_groups
 from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError, LedgerUnavailable
 from .postgres_admin import PostgresAdminQueries
+from .postgres_pool import Pool
+from .postgres_rows import clean, key_row, record_row, rollup_deltas, row_key, row_record
+from .postgres_schema import (
+    COLUMN_NAMES,
+    INSERT_CHUNK,
+    KEY_COLUMNS,
+    KEY_VALUES,
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    ROLLUP_SUMS,
+    ROLLUP_UPSERT,
+    SCHEMA_VERSION,
+    insert_sql,
+)
 from .records import UsageRecord
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "password_from"]
-
-#: (column, SQL type) for each UsageRecord field, in field order.
-_USAGE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("request_id", "text NOT NULL UNIQUE"),
-    ("response_id", "text"),
-    ("key_id", "text"),
-    ("team", "text"),
-    ("provider", "text"),
-    ("model_requested", "text"),
-    ("model", "text"),
-    ("endpoint", "text NOT NULL"),
-    ("prompt_tokens", "bigint"),
-    ("completion_tokens", "bigint"),
-    ("cached_tokens", "bigint"),
-    ("cache_creation_tokens", "bigint"),
-    ("tokens_counted_locally", "text NOT NULL"),
-    ("cost_usd", "numeric"),
-    ("status", "integer NOT NULL"),
-    ("stream", "boolean NOT NULL"),
-    ("disconnected", "boolean NOT NULL"),
-    ("ttfb_ms", "double precision"),
-    ("latency_ms", "double precision NOT NULL"),
-    ("error_type", "text"),
-    ("created_at", "double precision NOT NULL"),
-    ("route_rule", "text"),
-    ("complexity", "text"),
-    ("cost_requested_usd", "numeric"),
-    ("attempts", "text"),
-    ("shadow_model", "text"),
-    ("cost_shadow_usd", "numeric"),
-    ("price_source", "text"),
-    ("price_tier", "text"),
-)
-#: Columns added by migration 1 (issue #15: a client's X-Request-ID).
-_OPS_COLUMNS: tuple[tuple[str, str], ...] = (("client_request_id", "text"),)
-#: Columns added by migration 2 (the Responses API: reasoning tokens).
-_RESPONSES_COLUMNS: tuple[tuple[str, str], ...] = (("reasoning_tokens", "bigint"),)
-#: Columns added by migration 3 (issue #16: the features routing measured).
-_FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("prompt_tokens_estimate", "bigint"),
-    ("tools", "boolean"),
-    ("images", "boolean"),
-    ("json_mode", "boolean"),
-    ("long_context", "boolean"),
-)
-_COLUMN_NAMES = tuple(
-    name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
-)
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd"
-_KEY_VALUES = "(" + ", ".join("%s" for _ in _KEY_COLUMNS.split(", ")) + ")"
-
-#: The rollup's money and count columns, as summed.
-_ROLLUP_SUMS = (
-    "requests", "prompt_tokens", "completion_tokens", "cost_usd",
-    "cost_requested_usd", "cost_shadow_usd", "unpriced",
-)
-
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE usage (seq bigserial PRIMARY KEY, "
-        + ", ".join(f"{name} {kind}" for name, kind in _USAGE_COLUMNS)
-        + ")",
-        "CREATE INDEX usage_created_at ON usage (created_at)",
-        "CREATE INDEX usage_key ON usage (key_id, created_at)",
-        "CREATE INDEX usage_team ON usage (team, created_at)",
-        "CREATE INDEX usage_model ON usage (model, created_at)",
-        "CREATE TABLE keys ("
-        "seq bigserial, "
-        "key_id text PRIMARY KEY, "
-        "name text NOT NULL, "
-        "key_hash text NOT NULL UNIQUE, "
-        "created_at double precision NOT NULL, "
-        "team text, "
-        "revoked_at double precision)",
-        "CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_at IS NULL",
-        "CREATE TABLE usage_daily ("
-        "day date NOT NULL, key_id text NOT NULL, team text NOT NULL, model text NOT NULL, "
-        "requests bigint NOT NULL, prompt_tokens bigint NOT NULL, completion_tokens bigint NOT NULL, "
-        "cost_usd numeric NOT NULL, cost_requested_usd numeric NOT NULL, "
-        "cost_shadow_usd numeric NOT NULL, unpriced bigint NOT NULL, "
-        "PRIMARY KEY (day, key_id, team, model))",
-        "CREATE INDEX usage_daily_key ON usage_daily (key_id, day)",
-        "CREATE INDEX usage_daily_team ON usage_daily (team, day)",
-        "CREATE INDEX usage_daily_model ON usage_daily (model, day)",
-    ),
-    (
-        *(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _OPS_COLUMNS),
-        "ALTER TABLE keys ADD COLUMN admin boolean NOT NULL DEFAULT false",
-    ),
-    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _RESPONSES_COLUMNS),
-    tuple(f"ALTER TABLE usage ADD COLUMN {name} {kind}" for name, kind in _FEATURE_COLUMNS),
-    (
-        # Issue #16: per-key budgets set from the admin API, and budget alerts.
-        "ALTER TABLE keys ADD COLUMN daily_usd numeric",
-        "ALTER TABLE keys ADD COLUMN monthly_usd numeric",
-        "CREATE TABLE alerts (scope text NOT NULL, period text NOT NULL, period_start double precision NOT NULL, "
-        "threshold text NOT NULL, spent_usd numeric NOT NULL, limit_usd numeric, "
-        "created_at double precision NOT NULL, status text NOT NULL, attempts integer NOT NULL, "
-        "UNIQUE (scope, period, period_start, threshold))",
-    ),
-)
-
-#: The schema version this code writes and understands.
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-#: pg_advisory_xact_lock key for migrations ("dd0c" in ASCII).
-_MIGRATION_LOCK = 0x64643063
-
-#: Rows per INSERT statement (29 parameters each, well under the 65535 limit).
-_INSERT_CHUNK = 1000
-
-_ROLLUP_UPSERT = (
-    "INSERT INTO usage_daily (day, key_id, team, model, " + ", ".join(_ROLLUP_SUMS) + ") "
-    "VALUES (%s, %s, %s, %s, " + ", ".join("%s" for _ in _ROLLUP_SUMS) + ") "
-    "ON CONFLICT (day, key_id, team, model) DO UPDATE SET "
-    + ", ".join(f"{c} = usage_daily.{c} + EXCLUDED.{c}" for c in _ROLLUP_SUMS)
-)
-
-_ROLLUP_GROUPS = ("day", "key", "team", "model")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
-    return value
-
-
-def _record_row(record: UsageRecord) -> list[Any]:
-    return [_clean(getattr(record, name)) for name in _COLUMN_NAMES]
-
-
-def _row_record(row: Sequence[Any]) -> UsageRecord:
-    return UsageRecord(**dict(zip(_COLUMN_NAMES, row, strict=True)))
-
-
-def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly = row
-    return KeyInfo(
-        key_id=key_id, name=name, key_hash=key_hash, created_at=created_at, team=team, revoked_at=revoked_at,
-        admin=bool(admin), daily_usd=daily, monthly_usd=monthly,
-    )
-
-
-def _key_row(info: KeyInfo) -> tuple[Any, ...]:
-    return (
-        info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin,
-        info.daily_usd, info.monthly_usd,
-    )
-
-
-def _insert_sql(rows: int) -> str:
-    one = "(" + ", ".join("%s" for _ in _COLUMN_NAMES) + ")"
-    return (
-        f"INSERT INTO usage ({', '.join(_COLUMN_NAMES)}) VALUES "
-        + ", ".join(one for _ in range(rows))
-        + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
-    )
-
-
-def _rollup_deltas(records: Sequence[UsageRecord]) -> list[GroupTotals]:
-    """What the new records add to each rollup row, in primary-key order."""
-    parts = []
-    for record in records:
-        values = group_values(record, _ROLLUP_GROUPS)
-        if values[0] == "-":
-            # A timestamp outside the calendar: counted on day 1970-01-01.
-            values = ("1970-01-01", *values[1:])
-        parts.append(totals_of(record, _ROLLUP_GROUPS, values))
-    # One lock order for every writer: no deadlock between instances.
-    return sorted(merge(parts), key=lambda t: t.values)
-
-
-class _Pool:
-    """
-    At most ``size`` connections, opened on demand and dropped when broken.
-
-    Simpler than psycopg_pool for what the ledger needs: no background
-    threads, and a dead database shows as an immediate connection error on
-    use (after ``connect_timeout``), which is when the writer wants to know.
-    """
-
-    def __init__(self, connect: Any, size: int, wait_timeout: float) -> None:
-        self._connect = connect
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
-        self._wait = wait_timeout
-        self._closed = False
-
-    @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection inside one transaction (committed if the body returns)."""
-        if not self._slots.acquire(timeout=self._wait):
-            raise LedgerUnavailable("every PostgreSQL connection of the pool stayed busy")
-        try:
-            conn = self._take()
-            try:
-                with conn.transaction():
-                    yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-                self._drop(conn)
-                raise LedgerUnavailable(f"PostgreSQL: {error}") from None
-            except BaseException:
-                self._give(conn)
-                raise
-            self._give(conn)
-        finally:
-            self._slots.release()
-
-    def _take(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._closed:
-                raise LedgerUnavailable("the PostgreSQL store is closed")
-            if self._idle:
-                return self._idle.pop()
-        try:
-            conn: psycopg.Connection[Any] = self._connect()
-        except psycopg.Error as error:
-            raise LedgerUnavailable(f"cannot connect to PostgreSQL: {error}") from None
-        return conn
-
-    def _give(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed or conn.broken:
-            return
-        with self._lock:
-            if not self._closed:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def _drop(self, conn: psycopg.Connection[Any]) -> None:
-        try:
-            conn.close()
-        except psycopg.Error:
-            pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            self._drop(conn)
 
 
 @implementer(IUsageStore, IKeyStore)
@@ -304,8 +75,8 @@ class PostgresLedger(PostgresAdminQueries):
     ``migrate=False`` only checks that it is current.
     """
 
-    _select_usage = f"SELECT {', '.join(_COLUMN_NAMES)} FROM usage"
-    _row_record = staticmethod(_row_record)
+    _select_usage = f"SELECT {', '.join(COLUMN_NAMES)} FROM usage"
+    _row_record = staticmethod(row_record)
 
     def __init__(
         self,
@@ -334,7 +105,7 @@ class PostgresLedger(PostgresAdminQueries):
         if password is not None:
             params["password"] = password
         self._params = params
-        self._pool = _Pool(self._connect, pool_size, wait_timeout=connect_timeout * 3)
+        self._pool = Pool(self._connect, pool_size, wait_timeout=connect_timeout * 3)
         #: True after the last operation reached the database, False after
         #: it could not (shown as ``ledger.store`` in ``/healthz``).
         self.available = True
@@ -410,14 +181,14 @@ class PostgresLedger(PostgresAdminQueries):
         returns the version found before.  Refuses a newer schema.
         """
         with self._transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS dd0c_schema (version integer NOT NULL)")
             found = self._version(conn)
             self._refuse_newer(found)
             if conn.execute("SELECT count(*) FROM dd0c_schema").fetchone() == (0,):
                 conn.execute("INSERT INTO dd0c_schema (version) VALUES (0)")
             for version in range(found, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[version]:
+                for statement in MIGRATIONS[version]:
                     conn.execute(statement)  # type: ignore[call-overload]
             conn.execute("UPDATE dd0c_schema SET version = %s", (SCHEMA_VERSION,))
         return found
@@ -434,36 +205,36 @@ class PostgresLedger(PostgresAdminQueries):
         with self._transaction() as conn:
             new: set[str] = set()
             with conn.cursor() as cursor:
-                for start in range(0, len(records), _INSERT_CHUNK):
-                    chunk = records[start:start + _INSERT_CHUNK]
-                    params = [value for record in chunk for value in _record_row(record)]
-                    cursor.execute(_insert_sql(len(chunk)), params)  # type: ignore[call-overload]
+                for start in range(0, len(records), INSERT_CHUNK):
+                    chunk = records[start:start + INSERT_CHUNK]
+                    params = [value for record in chunk for value in record_row(record)]
+                    cursor.execute(insert_sql(len(chunk)), params)  # type: ignore[call-overload]
                     new.update(row[0] for row in cursor.fetchall())
                 fresh: list[UsageRecord] = []
                 for record in records:
-                    request_id = _clean(record.request_id)
+                    request_id = clean(record.request_id)
                     if request_id in new:
                         new.discard(request_id)
                         fresh.append(record)
-                deltas = _rollup_deltas(fresh)
+                deltas = rollup_deltas(fresh)
                 if deltas:
                     cursor.executemany(
-                        _ROLLUP_UPSERT,  # type: ignore[arg-type]
+                        ROLLUP_UPSERT,  # type: ignore[arg-type]
                         [
-                            (*(_clean(v) for v in d.values), *(getattr(d, c) for c in _ROLLUP_SUMS))
+                            (*(clean(v) for v in d.values), *(getattr(d, c) for c in ROLLUP_SUMS))
                             for d in deltas
                         ],
                     )
 
     def read_records(self, since: Optional[float] = None) -> list[UsageRecord]:
         """Stored records (``created_at >= since`` if given), in write order."""
-        select = f"SELECT {', '.join(_COLUMN_NAMES)} FROM usage"
+        select = f"SELECT {', '.join(COLUMN_NAMES)} FROM usage"
         with self._transaction() as conn:
             if since is None:
                 rows = conn.execute(select + " ORDER BY seq").fetchall()  # type: ignore[call-overload]
             else:
                 rows = conn.execute(select + " WHERE created_at >= %s ORDER BY seq", (since,)).fetchall()  # type: ignore[call-overload]
-        return [_row_record(row) for row in rows]
+        return [row_record(row) for row in rows]
 
     def group_totals(
         self, since: Optional[float], group_by: tuple[str, ...], limit: Optional[int] = None
@@ -474,7 +245,7 @@ class PostgresLedger(PostgresAdminQueries):
         """
         rollup_cols = {"day": "to_char(day, 'YYYY-MM-DD')", "key": "key_id", "team": "team", "model": "model"}
         select = ", ".join(rollup_cols[g] for g in group_by)
-        sums = ", ".join(f"sum({c})" for c in _ROLLUP_SUMS)
+        sums = ", ".join(f"sum({c})" for c in ROLLUP_SUMS)
         grouping = ", ".join(str(i + 1) for i in range(len(group_by)))
         query = f"SELECT {select}, {sums} FROM usage_daily"
         params: list[Any] = []
@@ -501,7 +272,7 @@ class PostgresLedger(PostgresAdminQueries):
     def _totals(group_by: tuple[str, ...], row: Sequence[Any]) -> GroupTotals:
         n = len(group_by)
         values = tuple(v if v else "-" for v in row[:n])
-        sums = dict(zip(_ROLLUP_SUMS, row[n:], strict=True))
+        sums = dict(zip(ROLLUP_SUMS, row[n:], strict=True))
         return GroupTotals(
             group_by=group_by,
             values=values,
@@ -550,8 +321,8 @@ class PostgresLedger(PostgresAdminQueries):
                     if taken is not None:
                         raise KeyNameTaken(f"an active key is already named {info.name!r}")
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES {_KEY_VALUES}",
-                    _key_row(info),
+                    f"INSERT INTO keys ({KEY_COLUMNS}) VALUES {KEY_VALUES}",
+                    key_row(info),
                 )
         except pg_errors.UniqueViolation as error:
             if error.diag.constraint_name == "keys_active_name":
@@ -568,9 +339,9 @@ class PostgresLedger(PostgresAdminQueries):
         with self._transaction() as conn:
             for info in infos:
                 cursor = conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES {_KEY_VALUES} "
+                    f"INSERT INTO keys ({KEY_COLUMNS}) VALUES {KEY_VALUES} "
                     "ON CONFLICT (key_id) DO NOTHING",
-                    _key_row(info),
+                    key_row(info),
                 )
                 added += cursor.rowcount
         return added
@@ -578,30 +349,30 @@ class PostgresLedger(PostgresAdminQueries):
     def find_by_hash(self, key_hash: str) -> Optional[KeyInfo]:
         """The key with this hash, revoked or not."""
         with self._transaction() as conn:
-            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE key_hash = %s", (key_hash,)).fetchone()
-        return None if row is None else _row_key(row)
+            row = conn.execute(f"SELECT {KEY_COLUMNS} FROM keys WHERE key_hash = %s", (key_hash,)).fetchone()
+        return None if row is None else row_key(row)
 
     def list_keys(self) -> list[KeyInfo]:
         """All keys, oldest first (one query: the key cache reloads with it)."""
         with self._transaction() as conn:
-            rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, seq").fetchall()
-        return [_row_key(row) for row in rows]
+            rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at, seq").fetchall()
+        return [row_key(row) for row in rows]
 
     def revoke(self, key_id_or_name: str, when: float) -> Optional[KeyInfo]:
         """Revoke by id, else by name (see L{IKeyStore.revoke})."""
         with self._transaction() as conn:
             row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM keys WHERE key_id = %s FOR UPDATE", (key_id_or_name,)
+                f"SELECT {KEY_COLUMNS} FROM keys WHERE key_id = %s FOR UPDATE", (key_id_or_name,)
             ).fetchone()
             if row is None:
                 row = conn.execute(
-                    f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = %s "
+                    f"SELECT {KEY_COLUMNS} FROM keys WHERE name = %s "
                     "ORDER BY revoked_at IS NULL DESC, created_at DESC, seq DESC LIMIT 1 FOR UPDATE",
                     (key_id_or_name,),
                 ).fetchone()
             if row is None:
                 return None
-            info = _row_key(row)
+            info = row_key(row)
             if info.revoked_at is not None:
                 return info
             conn.execute("UPDATE keys SET revoked_at = %s WHERE key_id = %s", (when, info.key_id))

@@ -1,0 +1,104 @@
+# Tests: tests/test_admin_api.py, tests/test_admin_security.py
+"""
+The admin API's key endpoints, ``/admin/v1/keys...``: list, create (the
+key is shown once, in this answer), update team and budgets, revoke.
+
+A change reaches the running proxy's key cache at once (``refresh``)
+rather than after its TTL, and a revoked key's dashboard sessions end.
+Answers show key ids and names, never a key's hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from ..ledger.interfaces import KeyInfo, KeyNameTaken
+from ..ledger.keys import generate_key, hash_key, new_key_id
+from .api_call import ApiError, Call, parse_money, parse_text
+from .sessions import SessionTable
+
+__all__ = ["KeyEndpoints", "key_json"]
+
+
+def key_json(info: KeyInfo) -> dict[str, Any]:
+    """A key as the API shows it: never the key, never its hash."""
+    return {
+        "key_id": info.key_id, "name": info.name, "team": info.team, "admin": info.admin,
+        "created_at": info.created_at, "revoked_at": info.revoked_at, "active": info.active,
+        "daily_usd": None if info.daily_usd is None else format(info.daily_usd, "f"),
+        "monthly_usd": None if info.monthly_usd is None else format(info.monthly_usd, "f"),
+    }
+
+
+class KeyEndpoints:
+    """The key endpoints (each store call off the reactor through ``run``)."""
+
+    def __init__(self, *, store: Any, run: Callable[..., Deferred[Any]], keys: Any, clock: Any, sessions: SessionTable) -> None:
+        self.store, self.run, self.keys, self.clock, self.sessions = store, run, keys, clock, sessions
+
+    @inlineCallbacks
+    def list_keys(self, call: Call) -> Any:
+        infos = yield self.run(self.store.list_keys)
+        return {"data": [key_json(info) for info in infos]}
+
+    @inlineCallbacks
+    def create_key(self, call: Call) -> Any:
+        body = call.json()
+        name = parse_text(body, "name", required=True)
+        assert name is not None
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise ApiError(400, "admin must be true or false", "invalid_value", "admin")
+        key = generate_key()
+        info = KeyInfo(
+            key_id=new_key_id(), name=name, key_hash=hash_key(key), created_at=self.clock.seconds(),
+            team=parse_text(body, "team"), admin=admin, daily_usd=parse_money(body.get("daily_usd"), "daily_usd"),
+            monthly_usd=parse_money(body.get("monthly_usd"), "monthly_usd"),
+        )
+        try:
+            yield self.run(self.store.add_key, info)
+        except KeyNameTaken:
+            raise ApiError(409, f"An active key is already named {name!r}", "name_taken", "name") from None
+        return 201, {**key_json(info), "key": key}
+
+    @inlineCallbacks
+    def _find(self, ident: str) -> Any:
+        infos = yield self.run(self.store.list_keys)
+        for info in infos:
+            if info.key_id == ident:
+                return info
+        named = [info for info in infos if info.name == ident]
+        active = [info for info in named if info.active]
+        if active or named:
+            return (active or named)[-1]
+        raise ApiError(404, f"No key with id or name {ident!r}", "key_not_found", "key")
+
+    @inlineCallbacks
+    def update_key(self, call: Call) -> Any:
+        body = call.json()
+        unknown = set(body) - {"team", "daily_usd", "monthly_usd"}
+        if unknown:
+            raise ApiError(400, f"Unknown field {sorted(unknown)[0]!r} (team, daily_usd, monthly_usd)", "invalid_value")
+        info = yield self._find(call.match["key"])
+        changes: dict[str, Any] = {}
+        if "team" in body:
+            changes["team"] = parse_text(body, "team")
+        for name in ("daily_usd", "monthly_usd"):
+            if name in body:
+                changes[name] = parse_money(body[name], name)
+        info = attrs.evolve(info, **changes)
+        yield self.run(self.store.update_key, info)
+        yield self.keys.refresh()
+        return key_json(info)
+
+    @inlineCallbacks
+    def revoke_key(self, call: Call) -> Any:
+        info = yield self._find(call.match["key"])
+        revoked = yield self.run(self.store.revoke, info.key_id, self.clock.seconds())
+        # The cache forgets it now rather than after its TTL.
+        yield self.keys.refresh()
+        self.sessions.revoke_key(info.key_id)
+        return key_json(revoked)
