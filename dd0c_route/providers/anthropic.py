@@ -16,7 +16,7 @@ A Responses API request is translated the same way
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.web.http_headers import Headers
@@ -24,7 +24,6 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from ..config import ProviderConfig
-from ..loop import VIA
 from ..metering.usage import UsageFacts
 from ..redaction import redact_sensitive
 from ..relay.handlers import BodyHandler
@@ -34,12 +33,10 @@ from .anthropic_responses import ResponseShape, responses_to_anthropic_request
 from .anthropic_responses_stream import ResponsesTranslatedJSONHandler, ResponsesTranslatedStreamHandler
 from .anthropic_translate import anthropic_error_to_openai, openai_to_anthropic_request
 from .interfaces import IProvider
+from .wire import JSON, base_headers
 
 __all__ = ["AnthropicProvider"]
 
-_JSON = [b"application/json"]
-_VIA = [VIA]
-_ACCEPT = [b"application/json, text/event-stream"]
 
 
 @implementer(IProvider)
@@ -54,7 +51,7 @@ class AnthropicProvider:
         return provider.base_url + endpoint
 
     def headers(self, provider: ProviderConfig, client_headers: Headers, native: bool) -> dict[bytes, list[bytes]]:
-        headers = {b"content-type": _JSON, b"accept": _ACCEPT, b"via": _VIA}
+        headers = base_headers()
         if provider.api_key:
             headers[b"x-api-key"] = [provider.api_key.reveal().encode("utf-8")]
         version = client_headers.getRawHeaders(b"anthropic-version") if native else None
@@ -86,14 +83,7 @@ class AnthropicProvider:
                 return TranslatedStreamHandler(facts, model, created, include_usage)
             return TranslatedJSONHandler(facts, model, created)
 
-        return UpstreamCall(
-            url=self.url(provider, "/v1/messages"),
-            headers=self.headers(provider, client_headers, native=False),
-            body=json.dumps(request).encode("utf-8"),
-            facts=facts,
-            choose_handler=choose_handler,
-            translate_error=self.translate_error,
-        )
+        return self._messages_call(provider, client_headers, request, facts, choose_handler)
 
     def responses(
         self,
@@ -114,6 +104,17 @@ class AnthropicProvider:
                 return ResponsesTranslatedStreamHandler(facts, shape)
             return ResponsesTranslatedJSONHandler(facts, shape)
 
+        return self._messages_call(provider, client_headers, request, facts, choose_handler)
+
+    def _messages_call(
+        self,
+        provider: ProviderConfig,
+        client_headers: Headers,
+        request: dict[str, Any],
+        facts: UsageFacts,
+        choose_handler: Callable[[IResponse], BodyHandler],
+    ) -> UpstreamCall:
+        """A translated request sent as a Messages API call, its errors made OpenAI-shaped."""
         return UpstreamCall(
             url=self.url(provider, "/v1/messages"),
             headers=self.headers(provider, client_headers, native=False),
@@ -132,7 +133,7 @@ class AnthropicProvider:
         }
         new_status, payload, out = anthropic_error_to_openai(status, body, text_headers)
         data = redact_sensitive(json.dumps(payload)).encode("utf-8")
-        out_headers = {b"content-type": _JSON}
+        out_headers = {b"content-type": JSON}
         for name, value in out.items():
             out_headers[name.encode("latin-1")] = [value.encode("latin-1")]
         return new_status, data, out_headers

@@ -23,7 +23,6 @@ from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from ..config import ProviderConfig
-from ..loop import VIA
 from ..metering.usage import UsageFacts
 from ..relay.chat_stream import OpenAIChatStreamHandler
 from ..relay.handlers import BodyHandler, JSONBodyHandler, chat_completion_or_error
@@ -31,12 +30,10 @@ from ..relay.plan import UpstreamCall
 from ..relay.responses_stream import ResponsesJSONHandler, ResponsesStreamHandler
 from .errors import pass_openai_error
 from .interfaces import IProvider
+from .wire import base_headers
 
 __all__ = ["OpenAIProvider"]
 
-_JSON = [b"application/json"]
-_VIA = [VIA]
-_ACCEPT = [b"application/json, text/event-stream"]
 
 
 @implementer(IProvider)
@@ -51,7 +48,7 @@ class OpenAIProvider:
         return provider.base_url + endpoint[len("/v1"):]
 
     def headers(self, provider: ProviderConfig, client_headers: Headers, native: bool) -> dict[bytes, list[bytes]]:
-        headers = {b"content-type": _JSON, b"accept": _ACCEPT, b"via": _VIA}
+        headers = base_headers()
         if provider.api_key:
             headers[b"authorization"] = [b"Bearer " + provider.api_key.reveal().encode("utf-8")]
         beta = client_headers.getRawHeaders(b"openai-beta")
