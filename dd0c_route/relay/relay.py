@@ -39,6 +39,7 @@ from ..metering.usage import UsageFacts
 from .client import ClientRequest
 from .failures import ERROR, INTERNAL, INVALID, TIMEOUT, UNREACHABLE, InvalidAnswer, UpstreamFailure
 from .handlers import BodyHandler
+from .read_batch import READS
 from .readers import BodyReader, Discard, ErrorCollector
 
 __all__ = ["PASS_HEADERS", "Exchange"]
@@ -126,6 +127,13 @@ class Exchange:
         self._invalid: Optional[str] = None
         self._registered = False
         self._timer: Any = None
+        #: Pieces of the body held until the end of the socket read they
+        #: came in (see :mod:`.read_batch`); None when nothing is held.
+        self._held: Optional[list[bytes]] = None
+        #: The connection those pieces came on, and whether its response
+        #: has ended (then the pool has it back: see :meth:`_stop_body`).
+        self._held_connection: Any = None
+        self._body_ended = False
 
     # -- start ------------------------------------------------------------
 
@@ -229,6 +237,30 @@ class Exchange:
         if self.client_gone or self._invalid is not None:
             # Nothing after an unusable event counts: not its text, not its usage.
             return
+        if READS.active:
+            held = self._held
+            if held is None:
+                self._held = [data]
+                self._held_connection = READS.connection
+                READS.hold(self)
+            else:
+                held.append(data)
+            return
+        self._deliver(data)
+
+    def flush_read(self) -> None:
+        """The socket read ended: handle the pieces it brought as one block."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        if self.client_gone or self._invalid is not None or self.state == DONE:
+            # Never delivered, so never billed.
+            return
+        self._deliver(held[0] if len(held) == 1 else b"".join(held))
+
+    def _deliver(self, data: bytes) -> None:
+        """Body bytes in: through the handler, and what it keeps to the client."""
         timer = self._timer
         if timer is not None:
             timer.reset(self._idle_timeout)
@@ -242,7 +274,7 @@ class Exchange:
         except Exception:
             log.failure("stream handler failed")
             self.upstream_failed = True
-            self._body_transport.stopProducing()
+            self._stop_body()
             return
         if out:
             if not self._committed:
@@ -257,9 +289,25 @@ class Exchange:
         """The upstream answer is not usable: stop reading it (see :meth:`_body_done`)."""
         if self._invalid is None:
             self._invalid = message
-            self._body_transport.stopProducing()
+            self._stop_body()
+
+    def _stop_body(self) -> None:
+        """
+        Read no more of this answer, and never reuse its connection.  Pieces
+        handled at the end of the read that also brought the body's end are
+        judged after the pool took the connection back (stopping the body is
+        then a no-op): that connection is closed instead.
+        """
+        self._body_transport.stopProducing()
+        connection = self._held_connection
+        if self._body_ended and connection is not None:
+            connection.loseConnection()
 
     def body_done(self, reason: Failure) -> None:
+        # The body ended in the read that brought its last pieces: they go
+        # first (a failure mid-read keeps what arrived before it).
+        self._body_ended = True
+        self.flush_read()
         self._cancel_timer()
         if self.state == DONE:
             return

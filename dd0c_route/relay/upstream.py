@@ -30,6 +30,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
+from .read_batch import READS
+
 __all__ = ["BytesProducer", "ConnectionCounter", "UpstreamClient", "set_no_delay"]
 
 
@@ -151,9 +153,10 @@ def set_no_delay(transport: Any) -> None:
 @implementer(IProtocolFactory)
 class _CountingFactory:
     """
-    Wraps a protocol factory so each connection's life is counted, without
-    wrapping the protocol itself (the pool needs the real
-    ``HTTP11ClientProtocol`` back).
+    Wraps a protocol factory so each connection's life is counted and each
+    of its reads is one batch (:mod:`.read_batch`: the body pieces a read
+    brings are relayed as one block), without wrapping the protocol itself
+    (the pool needs the real ``HTTP11ClientProtocol`` back).
     """
 
     def __init__(self, wrapped: Any, counter: ConnectionCounter) -> None:
@@ -167,6 +170,8 @@ class _CountingFactory:
         counter = self._counter
         made = protocol.connectionMade
         lost = protocol.connectionLost
+        received = protocol.dataReceived
+        around = READS.around
 
         def connectionMade() -> None:
             counter.opened()
@@ -179,8 +184,12 @@ class _CountingFactory:
             finally:
                 counter.closed()
 
+        def dataReceived(data: bytes) -> None:
+            around(received, data, protocol.transport)
+
         protocol.connectionMade = connectionMade
         protocol.connectionLost = connectionLost
+        protocol.dataReceived = dataReceived
         return protocol
 
     def doStart(self) -> None:
