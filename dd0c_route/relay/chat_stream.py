@@ -73,32 +73,70 @@ class OpenAIChatStreamHandler(EventBlockHandler):
 
     def block(self, complete: bytes) -> bytes:
         """Complete events (ending in a blank line): check, scan, forward."""
-        if self._id_taken and _PLAIN.fullmatch(complete) is not None and _NEEDS_PARSE.search(complete) is None:
+        if not self._id_taken:
+            self._take_first_id(complete)
+        if _PLAIN.fullmatch(complete) is None:
+            return self._event_by_event(complete)
+        needs = _NEEDS_PARSE.search(complete)
+        if needs is None:
             # The hot path: two scans in C, the text kept for later.
             self._escaped.extend_later(complete)
             return complete
+        return self._with_parsed(complete, needs)
+
+    def _take_first_id(self, complete: bytes) -> None:
+        """The response id, from the first ``data: {`` event (comments before it skipped)."""
+        facts = self.facts
+        if facts.response_id is None:
+            start = 0
+            while start < len(complete):
+                stop = complete.find(b"\n\n", start)
+                event = complete[start : stop if stop >= 0 else len(complete)]
+                if event[:7] == b"data: {":
+                    self._take_id(event)
+                    break
+                if not event.startswith(b":"):
+                    break
+                start = stop + 2 if stop >= 0 else len(complete)
+        self._id_taken = facts.response_id is not None
+
+    def _with_parsed(self, complete: bytes, match: Optional[re.Match[bytes]]) -> bytes:
+        """
+        A plain block in which some events hold usage or an error: those
+        (found by ``match`` and the searches after it) are parsed, the runs
+        of events between them scanned as blocks; forwarded as one slice
+        unless an event is hidden (the usage-only chunk) or unusable.
+        """
+        escaped = self._escaped
+        out: list[bytes] = []
+        done = 0  # everything before this is handled
+        kept_from = 0  # start of what is forwarded but not yet in ``out``
+        while match is not None:
+            before = complete.rfind(b"\n\n", 0, match.start())
+            start = before + 2 if before >= 0 else 0
+            end = complete.find(b"\n\n", match.end()) + 2  # a plain block ends every event
+            if start > done:
+                escaped.extend_later(complete[done:start])
+            kept = self._parsed(complete[start + 6 : end - 2])
+            if self.invalid is not None:
+                out.append(complete[kept_from:start])
+                return b"".join(out)
+            if kept is None:
+                out.append(complete[kept_from:start])
+                kept_from = end
+            done = end
+            match = _NEEDS_PARSE.search(complete, end)
+        if done < len(complete):
+            escaped.extend_later(complete[done:])
+        if kept_from == 0:
+            return complete
+        out.append(complete[kept_from:])
+        return b"".join(out)
+
+    def _event_by_event(self, complete: bytes) -> bytes:
+        """A block with some event that is not one ``data: {...}`` line: one event at a time."""
         events = complete.split(b"\n\n")
         events.pop()  # after the last boundary: empty
-        plain = True
-        for event in events:
-            if not ((event[:7] == b"data: {" and event[-1:] == b"}" and b"\n" not in event) or event == _DONE):
-                plain = False
-                break
-        facts = self.facts
-        if not self._id_taken:
-            if facts.response_id is None:
-                for event in events:
-                    if event[:7] == b"data: {":
-                        self._take_id(event)
-                        break
-                    if not event.startswith(b":"):
-                        break
-            self._id_taken = facts.response_id is not None
-        if plain and _NEEDS_PARSE.search(complete) is None:
-            self._escaped.extend_later(complete)
-            return complete
-        # Some event needs a closer look: one at a time, each forwarded as is
-        # unless it is hidden or ends the stream.
         out = []
         for event in events:
             raw = event + b"\n\n"
