@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py, tests/test_ledger.py
+# Tests: tests/test_postgres.py, tests/test_ledger.py, tests/test_usage_rollup.py
 """
 The shared ledger: usage records and proxy keys in PostgreSQL (psycopg 3).
 

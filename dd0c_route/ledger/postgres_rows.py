@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py
+# Tests: tests/test_postgres.py, tests/test_usage_rollup.py
 """
 Between the PostgreSQL ledger's rows and the ledger's values: records and
 keys as statement parameters and back, and what a batch of new records

@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py
+# Tests: tests/test_postgres.py, tests/test_usage_rollup.py
 """
 The PostgreSQL ledger's schema: its tables' columns, the migrations that
 build them, and the SQL text the store runs on them.

@@ -1,4 +1,4 @@
-# Tests: tests/test_ledger.py
+# Tests: tests/test_ledger.py, tests/test_usage_rollup.py
 """
 The durable ledger: usage records and proxy keys in one SQLite file.
 
