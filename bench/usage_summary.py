@@ -35,6 +35,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -390,7 +391,7 @@ def main() -> int:
                 with psycopg.connect(SERVER, autocommit=True) as admin:
                     admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")  # type: ignore[call-overload]
             if name == "sqlite" and not args.sqlite and not args.keep:
-                os.remove(path)
+                shutil.rmtree(os.path.dirname(path))
     out = ROOT / "bench" / "results" / f"usage_summary-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
