@@ -18,6 +18,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
+from dd0c_route.ledger.rollup import LATENCY_BOUNDS_MS
+
 from .admin_fixtures import DAY, open_store, prices, seed_records, serve_admin
 
 ISO_FROM = "2025-03-10T00:00:00Z"
@@ -26,7 +28,9 @@ FIELD = {"key": "key_id"}
 
 
 def group_value(name: str, r: Any) -> str:
-    when = datetime.fromtimestamp(r.created_at, UTC)
+    # Whole seconds first: fromtimestamp rounds to microseconds, which would move a
+    # record a fraction of a microsecond before midnight into the next day.
+    when = datetime.fromtimestamp(math.floor(r.created_at), UTC)
     return {
         "day": when.strftime("%Y-%m-%d"),
         "hour": when.strftime("%Y-%m-%dT%H:00Z"),
@@ -38,15 +42,21 @@ def group_value(name: str, r: Any) -> str:
     }[name]
 
 
+def bucketed(latency: float, top: float) -> float:
+    """The documented bucket semantics: the first bound at or above the latency, capped at the group's max."""
+    bound = next((b for b in LATENCY_BOUNDS_MS if latency <= b), math.inf)
+    return min(bound, top)
+
+
 def expected_totals(records: list[Any]) -> dict[str, Any]:
-    """The summary fields of a group, computed the slow, obvious way."""
+    """The summary fields of a group, computed the slow, obvious way (percentiles: nearest rank, then bucketed)."""
     latencies = sorted(r.latency_ms for r in records)
 
     def rank(p: float) -> Any:
-        return latencies[max(1, math.ceil(p * len(latencies))) - 1] if latencies else None
+        return bucketed(latencies[max(1, math.ceil(p * len(latencies))) - 1], latencies[-1]) if latencies else None
 
     known = [r for r in records if r.cost_usd is not None and r.cost_requested_usd is not None]
-    shadowed = [r for r in records if r.shadow_model and r.cost_usd is not None and r.cost_shadow_usd is not None]
+    shadowed = [r for r in records if r.shadow_model is not None and r.cost_usd is not None and r.cost_shadow_usd is not None]
     return {
         "requests": len(records),
         "prompt_tokens": sum(r.prompt_tokens or 0 for r in records),
@@ -106,6 +116,17 @@ class _ApiTests:
         status, answer = yield served.call("GET", "/admin/v1/usage/summary?from=2025-03-10&to=2025-03-11&group_by=model")
         self.assertEqual(status, 200)
         self.assert_summary(answer, [r for r in records if DAY <= r.created_at < DAY + 86400], ("model",))
+
+    @inlineCallbacks
+    def test_summary_over_a_range_inside_hours(self):
+        """From and to inside hours (those edges come from the records, the rest from the rollup): still exact."""
+        served, records = yield self.seeded()
+        start, end = "2025-03-10T05:17:23.5Z", "2025-03-11T19:42:00Z"
+        s, e = datetime.fromisoformat(start).timestamp(), datetime.fromisoformat(end).timestamp()
+        for group_by in ("model", "hour,key", "day,team", "route"):
+            status, answer = yield served.call("GET", f"/admin/v1/usage/summary?from={start}&to={end}&group_by={group_by}")
+            self.assertEqual(status, 200, answer)
+            self.assert_summary(answer, [r for r in records if s <= r.created_at < e], tuple(group_by.split(",")))
 
     @inlineCallbacks
     def test_bad_group_by_and_time_are_openai_shaped_400s(self):

@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py, tests/test_ledger.py
+# Tests: tests/test_postgres.py, tests/test_ledger.py, tests/test_usage_rollup.py
 """
 The shared ledger: usage records and proxy keys in PostgreSQL (psycopg 3).
 
@@ -9,9 +9,10 @@ its ledger threads only (the writer's one thread, the key cache's own).
 Writes are batched: one transaction inserts a batch with multi-row
 ``INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING request_id``, and
 adds exactly the rows that were new to the daily rollup ``usage_daily``
-(day x key x team x model) in the same transaction, so a batch retried
-after an ambiguous failure (or replayed from the spool) is counted once in
-both tables.  Summaries (``usage --group-by``) read the rollup, a few rows
+(day x key x team x model) and to the admin summary's ``usage_rollup``
+(:mod:`.rollup`) in the same transaction, so a batch retried after an
+ambiguous failure (or replayed from the spool) is counted once in every
+table.  Summaries (``usage --group-by``) read ``usage_daily``, a few rows
 per day, instead of every record.
 
 Money is ``numeric`` (exact); timestamps are the records' float seconds
@@ -61,8 +62,12 @@ from .postgres_schema import (
     insert_sql,
 )
 from .records import UsageRecord
+from .rollup import fold_rows, record_source
+from .rollup_sql import upsert_sql
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "password_from"]
+
+_ROLLUP_UPSERT = upsert_sql("postgres")
 
 
 @implementer(IUsageStore, IKeyStore)
@@ -225,6 +230,9 @@ class PostgresLedger(PostgresAdminQueries):
                             for d in deltas
                         ],
                     )
+                added = fold_rows([record_source(r) for r in fresh], clean)
+                if added:
+                    cursor.execute(_ROLLUP_UPSERT, [list(column) for column in zip(*added, strict=True)])
 
     def read_records(self, since: Optional[float] = None) -> list[UsageRecord]:
         """Stored records (``created_at >= since`` if given), in write order."""

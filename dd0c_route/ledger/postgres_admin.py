@@ -1,9 +1,10 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py
 """
 The admin API's reads and writes on the PostgreSQL ledger (a mixin of
-:class:`~dd0c_route.ledger.postgres.PostgresLedger`).  The summary is one
-SQL aggregate over the range (``numeric`` sums, ``percentile_disc``); see
-:mod:`dd0c_route.ledger.usage_query` for why not the rollup.  Blocking.
+:class:`~dd0c_route.ledger.postgres.PostgresLedger`).  The summary reads
+the rollup (``numeric`` sums) for whole hours and days and aggregates the
+records of the partial hours at the edges in SQL (:mod:`.rollup_plan`).
+Blocking.
 """
 
 from __future__ import annotations
@@ -17,39 +18,13 @@ import psycopg
 from .alert_records import AlertRecord
 from .interfaces import KeyInfo
 from .records import UsageRecord
-from .usage_query import RecordFilter, Summary, SummaryRow, filter_sql, order_rows
+from .rollup_plan import SummaryBuilder, plan
+from .rollup_sql import pg_raw_select, segment_select
+from .usage_query import RecordFilter, Summary, filter_sql
 
 __all__ = ["PostgresAdminQueries"]
 
 _ALERT_COLUMNS = "scope, period, period_start, threshold, spent_usd, limit_usd, created_at, status, attempts"
-
-_UTC = "(to_timestamp(created_at) AT TIME ZONE 'UTC')"
-_GROUP_SQL = {
-    "day": f"to_char({_UTC}, 'YYYY-MM-DD')",
-    "hour": f"to_char({_UTC}, 'YYYY-MM-DD\"T\"HH24\":00Z\"')",
-    "model": "coalesce(nullif(model, ''), nullif(model_requested, ''), '-')",
-    "provider": "coalesce(nullif(provider, ''), '-')",
-    "key": "coalesce(nullif(key_id, ''), '-')",
-    "team": "coalesce(nullif(team, ''), '-')",
-    "route": "coalesce(nullif(route_rule, ''), '-')",
-}
-_AGGREGATES = (
-    "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
-    "coalesce(sum(cost_usd), 0), coalesce(sum(cost_requested_usd), 0), "
-    "coalesce(sum(cost_requested_usd - cost_usd), 0), "
-    "coalesce(sum(cost_usd - cost_shadow_usd) FILTER (WHERE shadow_model IS NOT NULL), 0), "
-    "count(*) FILTER (WHERE status >= 400 AND NOT disconnected), count(*) FILTER (WHERE disconnected), "
-    "percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), "
-    "percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms)"
-)
-
-
-def _summary_row(values: tuple[str, ...], sums: Sequence[Any]) -> SummaryRow:
-    n, prompt, completion, cost, requested, saved, shadow, errors, gone, p50, p95 = sums
-    return SummaryRow(
-        values, int(n), int(prompt), int(completion), Decimal(cost), Decimal(requested), Decimal(saved),
-        Decimal(shadow), int(errors), int(gone), p50, p95,
-    )
 
 
 class PostgresAdminQueries:
@@ -60,19 +35,18 @@ class PostgresAdminQueries:
     _row_record: Callable[[Sequence[Any]], UsageRecord]
 
     def usage_summary(self, start: float, end: float, group_by: tuple[str, ...]) -> Summary:
-        """Totals per group of the records in [start, end), and the totals (two aggregates)."""
-        select = ", ".join(_GROUP_SQL[g] for g in group_by)
-        grouping = ", ".join(str(i + 1) for i in range(len(group_by)))
-        where = " FROM usage WHERE created_at >= %s AND created_at < %s"
-        n = len(group_by)
+        """Totals per group of the records in [start, end), from the rollup (see :mod:`.rollup_plan`)."""
+        built = SummaryBuilder(group_by)
         with self._transaction() as conn:
-            rows = conn.execute(
-                f"SELECT {select}, {_AGGREGATES}{where} GROUP BY {grouping}", (start, end)  # type: ignore[call-overload]
-            ).fetchall()
-            total = conn.execute(f"SELECT {_AGGREGATES}{where}", (start, end)).fetchone()  # type: ignore[call-overload]
-        assert total is not None  # an aggregate without GROUP BY is one row
-        groups = order_rows((_summary_row(tuple(r[:n]), r[n:]) for r in rows), group_by)
-        return Summary(group_by, tuple(groups), _summary_row((), total))
+            for segment in plan(start, end, group_by):
+                if segment.grain is None:
+                    for row in conn.execute(pg_raw_select(), (segment.lo, segment.hi)):  # type: ignore[call-overload]
+                        built.add_hourly(row[:6], list(row[6:]))
+                else:
+                    sql = segment_select("postgres", segment.grain, group_by)
+                    for row in conn.execute(sql, (segment.grain, segment.lo, segment.hi)):  # type: ignore[call-overload]
+                        built.add_segment_row(row)
+        return built.summary()
 
     def query_records(self, where: RecordFilter) -> list[UsageRecord]:
         """The records ``where`` selects, newest first."""

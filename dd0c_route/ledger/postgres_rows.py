@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py
+# Tests: tests/test_postgres.py, tests/test_usage_rollup.py
 """
 Between the PostgreSQL ledger's rows and the ledger's values: records and
 keys as statement parameters and back, and what a batch of new records
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import attrs
+
 from .groups import GroupTotals, group_values, merge, totals_of
 from .interfaces import KeyInfo
 from .postgres_schema import COLUMN_NAMES, ROLLUP_GROUPS
 from .records import UsageRecord
+from .rollup import TOKEN_LIMIT
 
 __all__ = ["clean", "key_row", "record_row", "rollup_deltas", "row_key", "row_record"]
 
@@ -57,6 +60,12 @@ def rollup_deltas(records: Sequence[UsageRecord]) -> list[GroupTotals]:
         if values[0] == "-":
             # A timestamp outside the calendar: counted on day 1970-01-01.
             values = ("1970-01-01", *values[1:])
-        parts.append(totals_of(record, ROLLUP_GROUPS, values))
+        part = totals_of(record, ROLLUP_GROUPS, values)
+        if abs(part.prompt_tokens) > TOKEN_LIMIT or abs(part.completion_tokens) > TOKEN_LIMIT:
+            # A misbehaving upstream's token count: clamped as in ledger/rollup.py, so
+            # that no bigint sum overflows and fails the batch forever.
+            clamp = lambda n: max(-TOKEN_LIMIT, min(TOKEN_LIMIT, n))  # noqa: E731
+            part = attrs.evolve(part, prompt_tokens=clamp(part.prompt_tokens), completion_tokens=clamp(part.completion_tokens))
+        parts.append(part)
     # One lock order for every writer: no deadlock between instances.
     return sorted(merge(parts), key=lambda t: t.values)

@@ -1,4 +1,4 @@
-# Tests: tests/test_postgres.py
+# Tests: tests/test_postgres.py, tests/test_usage_rollup.py
 """
 The PostgreSQL ledger's schema: its tables' columns, the migrations that
 build them, and the SQL text the store runs on them.
@@ -10,6 +10,8 @@ database reads in one place, without the code that talks to it.
 """
 
 from __future__ import annotations
+
+from .rollup_sql import PG_BACKFILL, PG_TABLE
 
 __all__ = [
     "COLUMN_NAMES", "INSERT_CHUNK", "KEY_COLUMNS", "KEY_VALUES", "MIGRATIONS", "MIGRATION_LOCK",
@@ -115,6 +117,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "created_at double precision NOT NULL, status text NOT NULL, attempts integer NOT NULL, "
         "UNIQUE (scope, period, period_start, threshold))",
     ),
+    # Issue #16: the summary's rollup (ledger/rollup.py), made and filled from the stored records.
+    (PG_TABLE, *PG_BACKFILL),
 )
 
 #: The schema version this code writes and understands.

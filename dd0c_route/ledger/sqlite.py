@@ -1,4 +1,4 @@
-# Tests: tests/test_ledger.py
+# Tests: tests/test_ledger.py, tests/test_usage_rollup.py
 """
 The durable ledger: usage records and proxy keys in one SQLite file.
 
@@ -12,7 +12,10 @@ while the server writes, and ``busy_timeout`` makes either side wait for the
 other's short write transactions instead of failing.
 
 Money is stored as the ``Decimal``'s exact text, never as a REAL, so sums
-are done in Python with ``Decimal``; booleans are INTEGER 0/1.
+are done in Python with ``Decimal`` (in SQL through the functions
+:mod:`.sqlite_rollup` registers); booleans are INTEGER 0/1.  The summary's
+rollup (``usage_rollup``, :mod:`.rollup`) is written in the records'
+transaction.
 
 Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` takes a
 database from version ``n`` to ``n + 1``, each in its own transaction.
@@ -31,7 +34,9 @@ from zope.interface import implementer
 
 from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
 from .records import UsageRecord
+from .rollup import record_source
 from .sqlite_admin import SQLiteAdminQueries
+from .sqlite_rollup import BACKFILL, add_to_rollup, register_exact
 
 __all__ = ["SCHEMA_VERSION", "LedgerSchemaError", "SQLiteLedger"]
 
@@ -99,7 +104,10 @@ _BOOL_COLUMNS = frozenset({"stream", "disconnected"})
 #: Booleans that may be unknown (NULL).
 _OPTIONAL_BOOL_COLUMNS = frozenset({"tools", "images", "json_mode", "long_context"})
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+#: A step is SQL text, or a function of the connection (a backfill).
+_Step = str | Callable[[sqlite3.Connection], None]
+
+_MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
     (
         "CREATE TABLE usage (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
         + ", ".join(f"{name} {kind}" for name, kind in _USAGE_COLUMNS)
@@ -131,6 +139,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "status TEXT NOT NULL, attempts INTEGER NOT NULL, "
         "UNIQUE (scope, period, period_start, threshold))",
     ),
+    # Issue #16: the summary's rollup, made and filled from the stored records.
+    BACKFILL,
 )
 
 _USAGE_COLUMNS = (
@@ -212,6 +222,7 @@ class SQLiteLedger(SQLiteAdminQueries):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            register_exact(self._conn)
             self._migrate()
         except BaseException:
             self._conn.close()
@@ -258,7 +269,10 @@ class SQLiteLedger(SQLiteAdminQueries):
                 if conn.execute("PRAGMA user_version").fetchone()[0] != version:
                     return
                 for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
+                    if isinstance(statement, str):
+                        conn.execute(statement)
+                    else:
+                        statement(conn)
                 conn.execute(f"PRAGMA user_version = {version + 1}")
 
             self._transaction(step)
@@ -282,10 +296,23 @@ class SQLiteLedger(SQLiteAdminQueries):
     # -- IUsageStore -----------------------------------------------------
 
     def write_records(self, records: Sequence[UsageRecord]) -> None:
-        """Insert the records in one transaction; known request ids are skipped."""
+        """
+        Insert the records and add the new ones to the rollup, in one
+        transaction; known request ids are skipped in both (one INSERT per
+        record: its row count says whether it was new).
+        """
         rows = [_record_row(record) for record in records]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            fresh = [
+                record_source(record)
+                for record, row in zip(records, rows, strict=True)
+                if conn.execute(_INSERT_USAGE, row).rowcount == 1
+            ]
+            add_to_rollup(conn, fresh)
+
         if rows:
-            self._write(lambda conn: conn.executemany(_INSERT_USAGE, rows))
+            self._write(insert)
 
     def read_records(self, since: Optional[float] = None) -> list[UsageRecord]:
         """Stored records (``created_at >= since`` if given), in write order."""

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py
 """
 The admin API's reads and writes on the SQLite ledger (a mixin of
 :class:`~dd0c_route.ledger.sqlite.SQLiteLedger`, kept apart so the store's
@@ -16,12 +16,12 @@ from typing import Any, Callable, Optional, Sequence
 from .alert_records import AlertRecord
 from .interfaces import KeyInfo
 from .records import UsageRecord
-from .usage_query import SUMMARY_ROW_COLUMNS, RecordFilter, Summary, filter_sql, summarize_rows
+from .sqlite_rollup import summarize
+from .usage_query import RecordFilter, Summary, filter_sql
 
 __all__ = ["SQLiteAdminQueries"]
 
 _ALERT_COLUMNS = "scope, period, period_start, threshold, spent_usd, limit_usd, created_at, status, attempts"
-_MONEY = frozenset({"cost_usd", "cost_requested_usd", "cost_shadow_usd"})
 
 
 def _money(value: Optional[Decimal]) -> Optional[str]:
@@ -38,22 +38,9 @@ class SQLiteAdminQueries:
     _row_record: Callable[[Sequence[Any]], UsageRecord]
 
     def usage_summary(self, start: float, end: float, group_by: tuple[str, ...]) -> Summary:
-        """Totals per group of the records in [start, end) (money added up exactly, in Python)."""
-        money = [i for i, name in enumerate(SUMMARY_ROW_COLUMNS) if name in _MONEY]
+        """Totals per group of the records in [start, end), from the rollup (see :mod:`.rollup_plan`)."""
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(SUMMARY_ROW_COLUMNS)} FROM usage WHERE created_at >= ? AND created_at < ?",
-                (start, end),
-            ).fetchall()
-
-        def exact(row: Sequence[Any]) -> list[Any]:
-            out = list(row)
-            for i in money:
-                if out[i] is not None:
-                    out[i] = Decimal(out[i])
-            return out
-
-        return summarize_rows((exact(row) for row in rows), group_by)
+            return summarize(self._conn, start, end, group_by)
 
     def query_records(self, where: RecordFilter) -> list[UsageRecord]:
         """The records ``where`` selects, newest first."""

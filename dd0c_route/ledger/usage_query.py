@@ -7,50 +7,51 @@ The admin API's questions to the ledger, answered the same way by both stores.
   :data:`SUMMARY_GROUPS`, with latency percentiles;
 - a **request log**: records newest first, filtered and paginated.
 
-The definitions live here so that SQLite (which adds up its rows in
-Python, because money is stored as exact decimal text) and PostgreSQL
-(which aggregates in SQL, on ``numeric``) cannot drift:
+What every summary figure means (both stores answer from the rollup of
+:mod:`.rollup`, planned by :mod:`.rollup_plan`; the tests check both against
+these definitions computed from the records):
 
 - ``savings_usd`` is ``cost_requested_usd - cost_usd`` over the records where
   both are known (as in :class:`dd0c_route.ledger.summary.Savings`);
 - ``shadow_savings_usd`` is ``cost_usd - cost_shadow_usd`` over the records a
-  shadow rule matched, where both are known;
+  shadow rule matched (``shadow_model`` is not null), where both are known;
 - ``errors`` counts statuses >= 400 of requests the client did not leave;
   ``disconnects`` counts the requests the client left;
-- ``latency_p50_ms``/``latency_p95_ms`` are nearest-rank percentiles (the
-  smallest latency with at least that fraction of requests at or below it:
-  PostgreSQL's ``percentile_disc``); ``None`` for an empty group;
+- sums are exact at any ``from``/``to`` (money in exact decimal arithmetic);
+- ``latency_p50_ms``/``latency_p95_ms`` are **bucketed** nearest-rank
+  percentiles: each latency is replaced by the upper bound of its bucket in
+  :data:`.rollup.LATENCY_BOUNDS_MS` (0.5 ms ... 10 min, at most x1.5 apart;
+  a latency equal to a bound is in that bound's bucket), the nearest-rank
+  percentile is taken over those (the smallest bucketed value with at least
+  that fraction of requests at or below it), and the result is capped at the
+  group's largest latency.  Bucketing is monotonic, so this is exactly the
+  bucket bound of the raw nearest-rank latency, capped -- never below the
+  true percentile, and at most one bucket (x1.5) above it.  ``None`` for an
+  empty group;
 - a missing key, team, model or route is ``"-"``; the model is the one that
-  served the request, else the one asked for; days and hours are UTC.
-
-The PostgreSQL rollup (``usage_daily``) holds sums only: it cannot answer
-percentiles, errors or disconnects, so the summary reads the records in the
-range (through the ``created_at`` index).
+  served the request, else the one asked for; days and hours are UTC;
+- records dated outside years 1-9999 are not summarized (no ISO range
+  reaches them).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Iterable, Optional, Sequence
 
 import attrs
 
-from .groups import day_of
-
 __all__ = [
     "SUMMARY_FIELDS",
     "SUMMARY_GROUPS",
-    "SUMMARY_ROW_COLUMNS",
     "RecordFilter",
     "Summary",
     "SummaryRow",
     "filter_sql",
-    "nearest_rank",
+    "order_rows",
     "parse_summary_group_by",
     "period_bounds",
-    "summarize_rows",
 ]
 
 #: ``group_by`` name -> the field name in the answer.
@@ -61,13 +62,6 @@ SUMMARY_FIELDS: dict[str, str] = {
 SUMMARY_GROUPS = tuple(SUMMARY_FIELDS)
 
 MISSING = "-"
-
-#: The columns :func:`summarize_rows` reads, in order.
-SUMMARY_ROW_COLUMNS = (
-    "created_at", "key_id", "team", "provider", "model", "model_requested", "route_rule",
-    "prompt_tokens", "completion_tokens", "cost_usd", "cost_requested_usd", "shadow_model",
-    "cost_shadow_usd", "status", "disconnected", "latency_ms",
-)
 
 
 def parse_summary_group_by(text: str) -> tuple[str, ...]:
@@ -89,14 +83,6 @@ def period_bounds(period: str, when: float) -> tuple[float, float]:
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return start.timestamp(), start.replace(year=year, month=month).timestamp()
-
-
-def nearest_rank(sorted_values: Sequence[float], fraction: float) -> Optional[float]:
-    """The nearest-rank percentile of already sorted values (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @attrs.frozen
@@ -151,84 +137,11 @@ class Summary:
         }
 
 
-def _hour_of(created_at: float) -> str:
-    try:
-        return datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%dT%H:00Z")
-    except (OverflowError, OSError, ValueError):
-        return MISSING
-
-
-def _group_value(name: str, row: dict[str, Any]) -> str:
-    if name == "day":
-        return day_of(row["created_at"])
-    if name == "hour":
-        return _hour_of(row["created_at"])
-    if name == "model":
-        return row["model"] or row["model_requested"] or MISSING
-    if name == "key":
-        return row["key_id"] or MISSING
-    if name == "route":
-        return row["route_rule"] or MISSING
-    value = row[name]
-    return value or MISSING
-
-
-class _Acc:
-    __slots__ = ("completion", "cost", "errors", "gone", "latencies", "n", "prompt", "requested", "saved", "shadow")
-
-    def __init__(self) -> None:
-        self.n = self.prompt = self.completion = self.errors = self.gone = 0
-        self.cost = self.requested = self.saved = self.shadow = Decimal(0)
-        self.latencies: list[float] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        cost, requested, shadow = row["cost_usd"], row["cost_requested_usd"], row["cost_shadow_usd"]
-        self.n += 1
-        self.prompt += row["prompt_tokens"] or 0
-        self.completion += row["completion_tokens"] or 0
-        if cost is not None:
-            self.cost += cost
-        if requested is not None:
-            self.requested += requested
-        if cost is not None and requested is not None:
-            self.saved += requested - cost
-        if row["shadow_model"] is not None and cost is not None and shadow is not None:
-            self.shadow += cost - shadow
-        if row["disconnected"]:
-            self.gone += 1
-        elif row["status"] >= 400:
-            self.errors += 1
-        self.latencies.append(row["latency_ms"])
-
-    def row(self, values: tuple[str, ...]) -> SummaryRow:
-        latencies = sorted(self.latencies)
-        return SummaryRow(
-            values, self.n, self.prompt, self.completion, self.cost, self.requested, self.saved, self.shadow,
-            self.errors, self.gone, nearest_rank(latencies, 0.5), nearest_rank(latencies, 0.95),
-        )
-
-
 def order_rows(rows: Iterable[SummaryRow], group_by: Sequence[str]) -> list[SummaryRow]:
     """By time when grouped by day or hour first; otherwise most expensive first (ties: most requests, name)."""
     if group_by and group_by[0] in ("day", "hour"):
         return sorted(rows, key=lambda r: r.values)
     return sorted(rows, key=lambda r: (-r.cost_usd, -r.requests, r.values))
-
-
-def summarize_rows(rows: Iterable[Sequence[Any]], group_by: tuple[str, ...]) -> Summary:
-    """The summary of rows holding :data:`SUMMARY_ROW_COLUMNS` (money already ``Decimal``)."""
-    groups: dict[tuple[str, ...], _Acc] = {}
-    total = _Acc()
-    for raw in rows:
-        row = dict(zip(SUMMARY_ROW_COLUMNS, raw, strict=True))
-        values = tuple(_group_value(name, row) for name in group_by)
-        acc = groups.get(values)
-        if acc is None:
-            acc = groups[values] = _Acc()
-        acc.add(row)
-        total.add(row)
-    ordered = order_rows((acc.row(values) for values, acc in groups.items()), group_by)
-    return Summary(group_by, tuple(ordered), total.row(()))
 
 
 @attrs.frozen
