@@ -105,7 +105,7 @@ def build_admin(
 
         api = AdminApi(
             store=store, run=writer.runner.run, keys=keys, config=config, prices=prices, clock=reactor,
-            sessions=SessionTable(reactor),
+            sessions=SessionTable(store, writer.runner.run, reactor),
         )
         dashboard = Dashboard(api)
     site = _AdminSite(AdminResource(metrics, readiness, keys, config.admin.require_key, dashboard))
