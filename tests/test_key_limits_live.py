@@ -5,7 +5,8 @@ openai SDK on the API port.  A daily_usd set by PATCH refuses the request
 after the cap with a 429 JSON error (``budget_exceeded``), a raised cap
 admits again, requests_per_minute refuses with ``rate_limited``; and with
 ``[state]`` two instances on one ledger share the key's spend, and the one
-that did not serve the PATCH picks the change up at its key cache reload.
+that did not serve the PATCH (or a revocation) has it within a Redis round
+trip, not at its key cache reload.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class KeyLimitsLive(TestCase):
         port = yield admin_port(live)
         key = generate_key()
         live.built.store.add_key(KeyInfo(new_key_id(), "ops", hash_key(key), time.time(), admin=True))
+        self.admin_port, self.admin_key = port, key
 
         def patch(body: dict[str, Any]) -> Any:
             status, _, raw = http(
@@ -122,24 +124,31 @@ class KeyLimitsLive(TestCase):
         self.assertEqual((yield self.spend(live, client, 1)), [200])
 
     @inlineCallbacks
-    def test_two_instances_share_the_keys_spend_and_see_the_change(self):
-        """
-        [state] and one SQLite ledger, key_cache_ttl 1 s.  B spends $0.001,
-        then A sets the cap at $0.003: B's key cache has it within 0.5 s
-        (plus a read).  A counts B's stored spend (the shared view's floor)
-        and refuses its third request; B, which spent before the cap, admits
-        at most its one first-use request (docs/shared-state.md) and then
-        refuses.  A raise on A admits on B after B's next reload.
-        """
+    def shared_pair(self, ttl: float) -> Any:
+        """Two instances on one SQLite ledger and one Redis; A has the admin listener."""
         require_redis()
         prefix = new_prefix()
         self.addCleanup(clean_prefix, prefix)
         extra = {
-            "ledger": {"key_cache_ttl": 1.0},
+            "ledger": {"key_cache_ttl": ttl},
             "state": {"redis_url": "redis://127.0.0.1:6379/0", "key_prefix": prefix},
         }
         a = yield self.proxy(extra)
         b = yield self.proxy({**extra, "admin": {}}, ledger=a.built.store.path, key_name="second")
+        return a, b
+
+    @inlineCallbacks
+    def test_two_instances_share_the_keys_spend_and_see_the_change(self):
+        """
+        [state] and one SQLite ledger, key_cache_ttl 5 s.  B spends $0.001,
+        then A sets the cap at $0.003: B's key cache has it within 0.5 s (the
+        change is broadcast; the reload would take up to 2.5 s).  A counts
+        B's stored spend (the shared view's floor) and refuses its third
+        request; B, which spent before the cap, admits at most its one
+        first-use request (docs/shared-state.md) and then refuses.  A raise
+        on A admits on B again.
+        """
+        a, b = yield self.shared_pair(5.0)
         patch = yield self.admin(a)
         client_a = a.openai_client()
         client_b = b.openai_client(api_key=a.key)
@@ -148,7 +157,7 @@ class KeyLimitsLive(TestCase):
         yield patch({"daily_usd": "0.003"})
         changed = time.monotonic()
         seen = yield self.wait_for(lambda: str(b.built.keys.lookup_cached(a.key)[1].daily_usd) == "0.003")
-        self.assertLess(seen - changed, 1.0)
+        self.assertLess(seen - changed, 0.5)
         self.assertEqual((yield self.spend(a, client_a, 3, pause=0.3)), [200, 200, 429])
         yield a.built.writer.flush()
         yield deferLater(reactor, 0.3, lambda: None)  # a few reconciliations (sync_interval 0.1 s)
@@ -164,8 +173,28 @@ class KeyLimitsLive(TestCase):
         records = yield a.records()
         self.assertLessEqual(sum(1 for r in records if r.status == 200), 3 + 1)
         yield patch({"daily_usd": "0.01"})
-        yield self.wait_for(lambda: str(b.built.keys.lookup_cached(a.key)[1].daily_usd) == "0.01")
+        changed = time.monotonic()
+        seen = yield self.wait_for(lambda: str(b.built.keys.lookup_cached(a.key)[1].daily_usd) == "0.01")
+        self.assertLess(seen - changed, 0.5)
         self.assertEqual((yield self.spend(b, client_b, 1)), [200])
+
+    @inlineCallbacks
+    def test_a_revocation_through_the_api_stops_the_key_on_the_other_instance(self):
+        """[state], key_cache_ttl 5 s: revoked through A's admin API, the key is refused on B within 0.5 s."""
+        a, b = yield self.shared_pair(5.0)
+        yield self.admin(a)
+        client_b = b.openai_client(api_key=a.key)
+        self.assertEqual((yield self.spend(b, client_b, 1)), [200])
+        status, _, raw = yield in_thread(
+            http, f"http://127.0.0.1:{self.admin_port}/admin/v1/keys/{a.key_id}/revoke", "POST",
+            {"Authorization": f"Bearer {self.admin_key}", "Content-Type": "application/json"}, b"{}",
+        )
+        self.assertEqual(status, 200, raw)
+        revoked = time.monotonic()
+        seen = yield self.wait_for(lambda: b.built.keys.lookup_cached(a.key) in ((True, None), (False, None)))
+        self.assertLess(seen - revoked, 0.5)
+        status, body = yield in_thread(ask, client_b)
+        self.assertEqual((status, body["error"]["code"]), (401, "invalid_api_key"))
 
     @inlineCallbacks
     def wait_for(self, predicate: Any, seconds: float = 5.0) -> Any:

@@ -5,7 +5,8 @@ and the admin key is active and admin; logout deletes; only the SHA-256 of
 the id is stored), and the SessionTable in front of it on a Clock (the
 cookie's id is never stored, the CSRF token is derived, lookups are cached
 for ``cache_ttl`` and shared, a logout elsewhere ends the session within
-that bound, expiry always holds).
+that bound, expiry always holds); and the one migration step (sessions
+table, the keys' rate limits) from the schema before it, on both stores.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sqlite3
 from typing import Any
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -226,3 +228,57 @@ def test_sqlite_file_never_holds_the_session_id(tmp_path: Any) -> None:
     assert session.csrf_token.encode() not in data
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
         assert db.execute("SELECT id_hash FROM sessions").fetchall() == [(session_hash(session.session_id),)]
+
+
+class MigrationTests(SynchronousTestCase):
+    """The one step that adds the sessions table and the keys' rate limits, from the schema before it."""
+
+    def check(self, store: Any) -> None:
+        (old,) = store.list_keys()
+        assert (old.key_id, str(old.daily_usd), old.requests_per_minute, old.tokens_per_minute) == ("key_old", "2.5", None, None)
+        store.update_key(attrs.evolve(old, requests_per_minute=5, tokens_per_minute=900))
+        (again,) = store.list_keys()
+        assert (again.requests_per_minute, again.tokens_per_minute, str(again.daily_usd)) == (5, 900, "2.5")
+        admin = admin_key(store)
+        session = record(admin.key_id)
+        store.add_session(session)
+        assert store.find_session(session.id_hash, 200.0) == session
+
+    def test_sqlite(self) -> None:
+        from dd0c_route.ledger.sqlite import _MIGRATIONS, SCHEMA_VERSION
+
+        path = self.mktemp() + ".sqlite3"
+        conn = sqlite3.connect(path)
+        for step in _MIGRATIONS[:-1]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO keys (key_id, name, key_hash, created_at, daily_usd) VALUES ('key_old', 'old', 'h1', 1.0, '2.5')")
+        conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS) - 1}")
+        conn.commit()
+        conn.close()
+        with SQLiteLedger(path) as store:
+            assert store.schema_version == SCHEMA_VERSION
+            self.check(store)
+
+    def test_postgres(self) -> None:
+        import psycopg
+
+        from dd0c_route.ledger.postgres import PostgresLedger
+        from dd0c_route.ledger.postgres_schema import MIGRATIONS, SCHEMA_VERSION
+
+        from .pg import create_database
+
+        url = create_database(self)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE dd0c_schema (version integer NOT NULL)")
+            for step in MIGRATIONS[:-1]:
+                for statement in step:
+                    conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute("INSERT INTO dd0c_schema (version) VALUES (%s)", (len(MIGRATIONS) - 1,))
+            conn.execute(
+                "INSERT INTO keys (key_id, name, key_hash, created_at, daily_usd) VALUES ('key_old', 'old', 'h1', 1.0, 2.5)"
+            )
+        store = PostgresLedger(url, pool_size=1)
+        self.addCleanup(store.close)
+        assert store.schema_version == SCHEMA_VERSION
+        self.check(store)

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_admin_security.py
+# Tests: tests/test_admin_api.py, tests/test_admin_security.py, tests/test_sessions_live.py
 """
 The admin JSON API, ``/admin/v1/...`` on the admin listener (docs: the
 OpenAPI file beside this module, served at ``/admin/v1/openapi.json``).
@@ -49,11 +49,11 @@ class AdminApi:
 
     def __init__(
         self, *, store: Any, run: Callable[..., Deferred[Any]], keys: Any, config: Config, prices: Any,
-        clock: Any, sessions: SessionTable,
+        clock: Any, sessions: SessionTable, announcer: Any = None,
     ) -> None:
         self.store, self.run, self.keys, self.config, self.prices = store, run, keys, config, prices
         self.clock, self.sessions = clock, sessions
-        keys_api = KeyEndpoints(store=store, run=run, keys=keys, clock=clock, sessions=sessions)
+        keys_api = KeyEndpoints(store=store, run=run, keys=keys, clock=clock, sessions=sessions, announcer=announcer)
         usage_api = UsageEndpoints(store=store, run=run, config=config, clock=clock)
         routing_api = RoutingEndpoints(store=store, run=run, config=config, prices=prices, clock=clock)
         self._routes: list[tuple[bytes, re.Pattern[str], Handler]] = [

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_admin_security.py
+# Tests: tests/test_admin_api.py, tests/test_admin_security.py, tests/test_key_limits_live.py
 """
 The admin API's key endpoints, ``/admin/v1/keys...``: list, create (the
 key is shown once, in this answer), update team, budgets and limits, revoke.
@@ -6,8 +6,9 @@ key is shown once, in this answer), update team, budgets and limits, revoke.
 A key's own ``daily_usd``, ``monthly_usd``, ``requests_per_minute`` and
 ``tokens_per_minute`` are enforced like a ``[budgets]`` table for that key
 (:mod:`dd0c_route.routing.key_limits`).  A change reaches this process's
-key cache at once (``refresh``) and every other worker's and instance's at
-its next reload (``ledger.key_cache_ttl / 2``); a revoked admin key's
+key cache at once (``refresh``), every other worker's and instance's within
+a Redis round trip with ``[state]`` (a broadcast), else at its next reload
+(``ledger.key_cache_ttl / 2``); a revoked admin key's
 dashboard sessions end here at once and elsewhere within the session
 cache's TTL.  Answers show key ids and names, never a key's hash.
 """
@@ -48,8 +49,13 @@ _SETTABLE: dict[str, Callable[[Any, str], Any]] = {
 class KeyEndpoints:
     """The key endpoints (each store call off the reactor through ``run``)."""
 
-    def __init__(self, *, store: Any, run: Callable[..., Deferred[Any]], keys: Any, clock: Any, sessions: SessionTable) -> None:
+    def __init__(
+        self, *, store: Any, run: Callable[..., Deferred[Any]], keys: Any, clock: Any, sessions: SessionTable,
+        announcer: Any = None,
+    ) -> None:
         self.store, self.run, self.keys, self.clock, self.sessions = store, run, keys, clock, sessions
+        #: With ``[state]``: tells every proxy at once (``state/revocations.py``).
+        self.announcer = announcer
 
     @inlineCallbacks
     def list_keys(self, call: Call) -> Any:
@@ -101,6 +107,8 @@ class KeyEndpoints:
         info = attrs.evolve(info, **changes)
         yield self.run(self.store.update_key, info)
         yield self.keys.refresh()
+        if self.announcer is not None:
+            self.announcer.changed(info.key_id)
         return key_json(info)
 
     @inlineCallbacks
@@ -109,5 +117,7 @@ class KeyEndpoints:
         revoked = yield self.run(self.store.revoke, info.key_id, self.clock.seconds())
         # The cache forgets it now rather than after its TTL.
         yield self.keys.refresh()
+        if self.announcer is not None:
+            self.announcer.revoked(info.key_id)
         self.sessions.forget_key(info.key_id)
         return key_json(revoked)

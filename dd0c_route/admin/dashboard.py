@@ -1,4 +1,4 @@
-# Tests: tests/test_dashboard_browser.py, tests/test_admin_security.py
+# Tests: tests/test_dashboard_browser.py, tests/test_admin_security.py, tests/test_sessions_live.py
 """
 The dashboard at ``/`` of the admin listener: three static files shipped in
 the wheel (``static/``: plain HTML, CSS and our own small JS drawing SVG;

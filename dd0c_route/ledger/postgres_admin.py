@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_sessions.py
 """
 The admin API's reads and writes on the PostgreSQL ledger (a mixin of
 :class:`~dd0c_route.ledger.postgres.PostgresLedger`).  The summary is one

@@ -11,10 +11,11 @@ counters are per key, so the key's own cap and a ``[budgets]`` scope naming
 the key share one spend figure across instances).
 
 They arrive with the key cache: a change made through the API reaches the
-process that served it at once (the API reloads its cache) and every other
-worker and instance at its next reload, ``ledger.key_cache_ttl / 2``
-seconds apart (2.5 s by default, ``key_cache_ttl`` at worst when a reload
-fails).  :func:`limits_marker` is what :class:`~.budgets.Budgets` compares
+process that served it at once (the API reloads its cache); with ``[state]``
+every other worker and instance within a Redis round trip (the API publishes
+the change, :mod:`dd0c_route.state.revocations`), else at its next reload,
+``ledger.key_cache_ttl / 2`` seconds apart (2.5 s by default,
+``key_cache_ttl`` at worst when a reload fails).  :func:`limits_marker` is what :class:`~.budgets.Budgets` compares
 to notice a change.
 """
 
