@@ -293,7 +293,7 @@ def build_service(config: Config, reactor: Any, seat: Any = None) -> Built:
 
         admin = build_admin(
             config, reactor, app=app, writer=writer, keys=keys, meter=meter, budgets_seeded=lambda: seed.seeded,
-            store=store, prices=prices,
+            store=store, prices=prices, announcer=shared.announcer() if shared is not None else None,
         )
         meter.subscribe(admin.metrics.observe)
         admin_server = strports.service(config.admin.listen, admin.site, reactor=reactor)

@@ -138,7 +138,7 @@ def serve_admin(testcase: Any, store: Any, config_raw: Optional[dict[str, Any]] 
     keys = KeyCache(store, reactor, deferToThread, ttl=5.0)
     api = AdminApi(
         store=store, run=deferToThread, keys=keys, config=config, prices=prices(), clock=reactor,
-        sessions=SessionTable(reactor),
+        sessions=SessionTable(store, deferToThread, reactor),
     )
     resource = AdminResource(None, Readiness(), keys, False, Dashboard(api))
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(resource))

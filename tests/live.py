@@ -127,6 +127,8 @@ def start_live_proxy(
             raw[section] = values
         else:
             raw.setdefault(section, {}).update(values)
+    if "url" in raw["ledger"]:  # PostgreSQL instead of the SQLite file
+        del raw["ledger"]["path"]
     config = parse_config(raw, {})
     built = build_service(config, reactor)
     built.service.startService()

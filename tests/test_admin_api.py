@@ -8,6 +8,7 @@ keys are created (shown once), updated and revoked.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -70,6 +71,52 @@ def expected_totals(records: list[Any]) -> dict[str, Any]:
         "latency_p50_ms": rank(0.5),
         "latency_p95_ms": rank(0.95),
     }
+
+
+def openapi_document() -> dict[str, Any]:
+    from importlib import resources
+
+    return json.loads(resources.files("dd0c_route.admin").joinpath("openapi.json").read_text("utf-8"))
+
+
+def openapi_validate(answer: Any, path: str, verb: str, status: str) -> None:
+    """``answer`` fits the shipped OpenAPI document's response schema, which names every field it has."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    document = openapi_document()
+    # OpenAPI 3.1 schemas are JSON Schema 2020-12; "#/components/..." resolves in the document.
+    registry = Registry().with_resource("urn:openapi", Resource(contents=document, specification=DRAFT202012))
+    parts = ("paths", path, verb, "responses", status, "content", "application/json", "schema")
+    pointer = "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
+    Draft202012Validator({"$ref": "urn:openapi#/" + pointer}, registry=registry).validate(answer)
+    named = set(document["components"]["schemas"]["Key"]["properties"]) | {"key"}
+    assert set(answer) <= named, set(answer) - named
+
+
+def test_every_openapi_reference_resolves() -> None:
+    """Each $ref in the shipped openapi.json points at something in it; every operation has its 401, 403, 503."""
+    document = openapi_document()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref":
+                    target: Any = document
+                    for part in value.removeprefix("#/").split("/"):
+                        target = target[part]
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    for path, operations in document["paths"].items():
+        for verb, operation in operations.items():
+            if path != "/admin/v1/openapi.json":
+                assert {"401", "403", "503"} <= set(operation["responses"]), (path, verb)
 
 
 def as_answer(totals: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +268,26 @@ class _ApiTests:
         self.assertEqual(status, 201)
         status, taken = yield served.call("POST", "/admin/v1/keys", {"name": "svc"})
         self.assertEqual((status, taken["error"]["code"]), (409, "name_taken"))
+
+    @inlineCallbacks
+    def test_key_limits_round_trip_and_match_the_openapi_schema(self):
+        """rpm/tpm set at create and by PATCH (null lifts), bad values are 400s naming the field; answers fit the schema."""
+        served, _ = yield self.seeded()
+        body = {"name": "lim", "requests_per_minute": 60, "tokens_per_minute": 10000, "monthly_usd": "3"}
+        status, created = yield served.call("POST", "/admin/v1/keys", body)
+        self.assertEqual((status, created["requests_per_minute"], created["tokens_per_minute"]), (201, 60, 10000))
+        openapi_validate(created, "/admin/v1/keys", "post", "201")
+        status, updated = yield served.call("PATCH", "/admin/v1/keys/lim", {"requests_per_minute": None, "tokens_per_minute": 5})
+        self.assertEqual((status, updated["requests_per_minute"], updated["tokens_per_minute"]), (200, None, 5))
+        openapi_validate(updated, "/admin/v1/keys/{key}", "patch", "200")
+        status, listed = yield served.call("GET", "/admin/v1/keys")
+        (lim,) = [k for k in listed["data"] if k["name"] == "lim"]
+        self.assertEqual((lim["requests_per_minute"], lim["tokens_per_minute"], lim["monthly_usd"]), (None, 5, "3"))
+        for bad in (0, -1, "5", True, 1.5):
+            status, answer = yield served.call("PATCH", "/admin/v1/keys/lim", {"tokens_per_minute": bad})
+            self.assertEqual((status, answer["error"]["param"]), (400, "tokens_per_minute"), bad)
+        status, answer = yield served.call("PATCH", "/admin/v1/keys/lim", {"rpm": 5})
+        self.assertEqual((status, answer["error"]["code"]), (400, "invalid_value"))
 
     @inlineCallbacks
     def test_routing_hits_per_rule(self):

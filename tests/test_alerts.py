@@ -3,7 +3,8 @@ Budget alerts (dd0c_route/alerts/): the [[alerts]] config rules, the
 crossing logic and its webhook body, and the watcher on a Clock with a
 recording poster over a real SQLite ledger: one POST per crossing, retried
 with backoff, a claim that makes two watchers on one ledger send once, and
-rows marked sent or failed.
+rows marked sent or failed; and the claim itself raced by threads on
+separate connections to one SQLite file and one real PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from dd0c_route.alerts.crossing import crossing, webhook_body
@@ -24,11 +26,14 @@ from dd0c_route.alerts.interfaces import IWebhookPoster, WebhookRefused
 from dd0c_route.alerts.watcher import AlertWatcher
 from dd0c_route.config import AlertConfig, BudgetConfig, ConfigError, parse_config
 from dd0c_route.ledger.interfaces import KeyInfo
+from dd0c_route.ledger.postgres import PostgresLedger
 from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.sqlite import SQLiteLedger
 from dd0c_route.secret import Secret
 from dd0c_route.testing.doubles import SynchronousRunner
 from dd0c_route.testing.webhooks import HANG, RecordingPoster
+
+from .pg import create_database
 
 NOON = float(calendar.timegm((2025, 3, 10, 12, 0, 0, 0, 0, 0)))
 HOOK = "https://hooks.example.test/services/T000/B000/" + "x" * 24
@@ -302,3 +307,53 @@ def test_failures_are_described_by_kind_only() -> None:
     assert describe_failure(WebhookRefused(502)) == "HTTP 502"
     assert WebhookRefused(429).retry and not WebhookRefused(400).retry
 
+
+
+# --- the claim under real concurrency ----------------------------------------
+
+
+class _ConcurrentClaims:
+    """Many threads on separate connections claim one crossing at the same instant: one wins."""
+
+    def stores(self, count: int) -> list[Any]:
+        raise NotImplementedError
+
+    def test_exactly_one_concurrent_claim_wins(self) -> None:
+        """8 threads over 4 connections insert the same crossing behind a barrier: exactly one True."""
+        import threading
+
+        stores = self.stores(4)
+        claim = crossing(half(), row_scope="team:a", limit=Decimal("1"), spent=Decimal("0.6"), period_start=NOON, now=NOON)
+        assert claim is not None
+        barrier = threading.Barrier(8)
+        won: list[bool] = []
+
+        def one(store: Any) -> None:
+            barrier.wait()
+            won.append(store.claim_alert(claim))
+
+        threads = [threading.Thread(target=one, args=(stores[i % 4],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(won) == [False] * 7 + [True]
+        assert [(r.scope, r.status) for r in stores[0].list_alerts()] == [("team:a", "pending")]
+
+
+class SQLiteConcurrentClaimTests(_ConcurrentClaims, SynchronousTestCase):
+    def stores(self, count: int) -> list[Any]:
+        path = self.mktemp() + ".sqlite3"
+        out = [SQLiteLedger(path) for _ in range(count)]
+        for store in out:
+            self.addCleanup(store.close)
+        return out
+
+
+class PostgresConcurrentClaimTests(_ConcurrentClaims, SynchronousTestCase):
+    def stores(self, count: int) -> list[Any]:
+        url = create_database(self)
+        out = [PostgresLedger(url, pool_size=2) for _ in range(count)]
+        for store in out:
+            self.addCleanup(store.close)
+        return out

@@ -26,6 +26,7 @@ from dd0c_route.alerts.webhook import TreqWebhookPoster
 from dd0c_route.testing.webhooks import start_webhook_receiver
 
 from .live import in_thread, start_live_proxy
+from .pg import create_database
 
 #: $40 per million tokens, in and out: the fake's answer to "hello" is
 #: 8 + 17 tokens, so every request costs exactly $0.001.
@@ -102,10 +103,12 @@ class LiveAlertTests(TestCase):
         self.addCleanup(self.hook.stop)
         self.alerts = [{"scope": "team:team-a", "period": "daily", "threshold": 0.5, "webhook_url": self.hook.url()}]
 
-    def proxy(self, ledger: str = "", key_name: str = "test") -> Any:
+    def proxy(self, ledger: str = "", key_name: str = "test", url: str = "") -> Any:
         extra: dict[str, Any] = {"prices": PRICES, "budgets": BUDGET, "alerts": self.alerts}
         if ledger:
             extra["ledger"] = {"path": ledger}
+        if url:
+            extra["ledger"] = {"url": url}
         return start_live_proxy(self, extra, kinds=("openai",), key_name=key_name)
 
     def ask(self, live: Any) -> Any:
@@ -147,8 +150,30 @@ class LiveAlertTests(TestCase):
         """Two proxies share a SQLite file and both see the crossing: the claim lets exactly one POST."""
         first = yield self.proxy()
         second = yield self.proxy(ledger=os.path.join(first.tmpdir, "ledger.sqlite3"), key_name="second")
-        watchers = [watcher_of(first), watcher_of(second)]
         assert first.built.store.path == second.built.store.path
+        yield self.race(first, second)
+
+    @inlineCallbacks
+    def test_two_instances_on_one_postgres_post_once(self) -> Any:
+        """The same race on one real PostgreSQL database: exactly one POST per crossing."""
+        url = create_database(self)
+        first = yield self.proxy(url=url)
+        second = yield self.proxy(url=url, key_name="second")
+        assert first.built.store.conninfo == second.built.store.conninfo
+        yield self.race(first, second)
+
+    @inlineCallbacks
+    def race(self, first: Any, second: Any) -> Any:
+        """Both instances spend past the line; each claims the crossing once, one claim wins, one POST."""
+        watchers = [watcher_of(first), watcher_of(second)]
+        claims: list[bool] = []
+        for live in (first, second):
+            def counted(alert: Any, real: Any = live.built.store.claim_alert) -> bool:
+                won = real(alert)
+                claims.append(won)
+                return bool(won)
+
+            live.built.store.claim_alert = counted
         for _ in range(2):
             yield self.ask(first)
             yield self.ask(second)
@@ -157,6 +182,7 @@ class LiveAlertTests(TestCase):
             yield self.ask(live)
         yield wait_until(lambda: not any(w.busy for w in watchers))
         assert len(self.hook.posts) == 1, [body["text"] for _, _, body in self.hook.posts]
+        assert sorted(claims) == [False, True], claims
         text = self.hook.posts[0][2]["text"]
         assert re.fullmatch(r"dd0c-route budget alert: team:team-a has spent \$0\.00[34] today .*", text), text
         rows = yield in_thread(first.built.store.list_alerts)

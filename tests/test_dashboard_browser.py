@@ -1,8 +1,9 @@
 """
 The dashboard in a real headless Chromium (Debian's, driven by Playwright's
 Python package; no browser download): log in with an admin key, today's
-spend equals the ledger's, a key created on the page works on the API port
-and is refused once revoked there, a what-if runs, a wrong key is refused,
+spend equals the ledger's, a key created on the page (with a limit of one
+request a minute) works on the API port, is rate limited on its second
+request and is refused once revoked there, a what-if runs, a wrong key is refused,
 the session cookie is HttpOnly and SameSite=Strict, and a model named
 ``<script>`` is shown as text.  Screenshots of every page go to
 tests/artifacts/ (gitignored).
@@ -101,11 +102,20 @@ class DashboardBrowserTests(TestCase):
                     page.screenshot(path=os.path.join(ARTIFACTS, "spend.png"), full_page=True)
                     page.click("a[href='#keys']")
                     page.fill("#key-name", "from-the-page")
+                    page.fill("#key-rpm", "1")
                     page.click("#key-form button[type=submit]")
                     page.wait_for_selector("#key-created:not([hidden])")
                     seen["new_key"] = page.text_content("#key-secret")
                     seen["use_new"] = openai.OpenAI(base_url=api_base, api_key=seen["new_key"]).chat.completions.create(
                         model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+                    try:
+                        openai.OpenAI(base_url=api_base, api_key=seen["new_key"], max_retries=0).chat.completions.create(
+                            model="gpt-4o-mini", messages=MESSAGES)
+                        seen["second_in_minute"] = "accepted"
+                    except openai.RateLimitError as error:
+                        seen["second_in_minute"] = (error.status_code, error.code)
+                    seen["key_row"] = page.eval_on_selector_all(
+                        "#keys-table tr", "rows => rows.map(r => r.textContent).filter(t => t.includes('from-the-page'))")
                     page.screenshot(path=os.path.join(ARTIFACTS, "keys.png"), full_page=True)
                     page.click("button[aria-label='Revoke key from-the-page']")
                     page.wait_for_function("document.getElementById('keys-table').textContent.includes('revoked')")
@@ -149,6 +159,8 @@ class DashboardBrowserTests(TestCase):
         self.assertGreater(cookie["expires"], time.time())
         self.assertTrue(seen["new_key"].startswith("dd0c-"))
         self.assertTrue(seen["use_new"])
+        self.assertEqual(seen["second_in_minute"], (429, "rate_limited"))  # Requests/min 1, set on the page
+        self.assertEqual(len(seen["key_row"]), 1)
         self.assertEqual(seen["after_revoke"], 401)
         self.assertIn(HOSTILE, seen["hostile_cells"])
         self.assertEqual((seen["hacked"], seen["scripts"], seen["imgs"]), (None, 1, 0))

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_admin_security.py
+# Tests: tests/test_admin_api.py, tests/test_admin_security.py, tests/test_sessions_live.py
 """
 The admin JSON API, ``/admin/v1/...`` on the admin listener (docs: the
 OpenAPI file beside this module, served at ``/admin/v1/openapi.json``).
@@ -24,14 +24,14 @@ import re
 from importlib import resources
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from ..config import Config
 from ..ledger.interfaces import KeyInfo
 from ..web.auth import presented_key
-from .api_call import ApiError, Call, Handler, failed, respond_json
+from .api_call import ApiError, Call, Handler, respond_json
 from .api_keys import KeyEndpoints
 from .api_routing import RoutingEndpoints
 from .api_usage import UsageEndpoints
@@ -49,11 +49,11 @@ class AdminApi:
 
     def __init__(
         self, *, store: Any, run: Callable[..., Deferred[Any]], keys: Any, config: Config, prices: Any,
-        clock: Any, sessions: SessionTable,
+        clock: Any, sessions: SessionTable, announcer: Any = None,
     ) -> None:
         self.store, self.run, self.keys, self.config, self.prices = store, run, keys, config, prices
         self.clock, self.sessions = clock, sessions
-        keys_api = KeyEndpoints(store=store, run=run, keys=keys, clock=clock, sessions=sessions)
+        keys_api = KeyEndpoints(store=store, run=run, keys=keys, clock=clock, sessions=sessions, announcer=announcer)
         usage_api = UsageEndpoints(store=store, run=run, config=config, clock=clock)
         routing_api = RoutingEndpoints(store=store, run=run, config=config, prices=prices, clock=clock)
         self._routes: list[tuple[bytes, re.Pattern[str], Handler]] = [
@@ -103,13 +103,15 @@ class AdminApi:
     def _authorize(self, request: IRequest, method: bytes) -> Deferred[Any]:
         key = presented_key(request)
         if key is None:
-            session = self.session_of(request)
-            if session is None:
-                raise_ = ApiError(401, "The admin API requires an admin key: Authorization: Bearer <key>", "invalid_api_key")
-                return failed(raise_)
-            if method in _MUTATING and not session.csrf_ok(_header(request, b"x-csrf-token")):
-                return failed(ApiError(403, "A dashboard change needs the session's X-CSRF-Token header", "csrf_failed"))
-            return succeed(session)
+
+            def check_session(session: Optional[Session]) -> Session:
+                if session is None:
+                    raise ApiError(401, "The admin API requires an admin key: Authorization: Bearer <key>", "invalid_api_key")
+                if method in _MUTATING and not session.csrf_ok(_header(request, b"x-csrf-token")):
+                    raise ApiError(403, "A dashboard change needs the session's X-CSRF-Token header", "csrf_failed")
+                return session
+
+            return self.session_of(request).addCallback(check_session)
         d: Deferred[Any] = Deferred()
         found = self.keys.lookup(key)
         if isinstance(found, Deferred):
@@ -126,9 +128,19 @@ class AdminApi:
 
         return d.addCallback(check)
 
-    def session_of(self, request: IRequest) -> Optional[Session]:
+    def session_of(self, request: IRequest) -> Deferred[Optional[Session]]:
+        """
+        The request's live dashboard session, or None; a ledger that cannot
+        answer is a 503 (:class:`ApiError`), never a silent logout.
+        """
         cookie = request.getCookie(COOKIE)
-        return self.sessions.get(cookie.decode("ascii", "replace") if cookie else None)
+        d = self.sessions.get(cookie.decode("ascii", "replace") if cookie else None)
+
+        def unavailable(failure: Any) -> Any:
+            log.failure("checking a dashboard session failed", failure)
+            raise ApiError(503, "Could not check the session (the ledger failed)", "session_store_unavailable")
+
+        return d.addErrback(unavailable)
 
     def _answer(self, request: IRequest, answer: Any) -> None:
         status, body = answer if isinstance(answer, tuple) else (200, answer)

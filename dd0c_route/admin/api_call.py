@@ -16,13 +16,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from ..ledger.usage_query import period_bounds
 
 __all__ = [
-    "ApiError", "Call", "Handler", "failed", "parse_int", "parse_money", "parse_range", "parse_text",
+    "ApiError", "Call", "Handler", "parse_int", "parse_limit", "parse_money", "parse_range", "parse_text",
     "parse_time", "respond_json", "str_or_none",
 ]
 
@@ -80,6 +79,15 @@ def parse_money(value: Any, name: str) -> Optional[Decimal]:
     if not amount.is_finite() or amount < 0:
         raise ApiError(400, f"{name} must be a non-negative number of USD", "invalid_value", name)
     return amount
+
+
+def parse_limit(value: Any, name: str) -> Optional[int]:
+    """A per-minute limit: a positive whole number, or null for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53:
+        raise ApiError(400, f"{name} must be a positive whole number (or null)", "invalid_value", name)
+    return value
 
 
 def parse_text(body: dict[str, Any], name: str, required: bool = False) -> Optional[str]:
@@ -144,9 +152,3 @@ def str_or_none(value: Any, name: str) -> Optional[str]:
     if value is None or isinstance(value, str):
         return value
     raise ApiError(400, f"{name} must be an ISO 8601 string", "invalid_time", name)
-
-
-def failed(error: Exception) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(error)
-    return d

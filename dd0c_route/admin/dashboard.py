@@ -1,4 +1,4 @@
-# Tests: tests/test_dashboard_browser.py, tests/test_admin_security.py
+# Tests: tests/test_dashboard_browser.py, tests/test_admin_security.py, tests/test_sessions_live.py
 """
 The dashboard at ``/`` of the admin listener: three static files shipped in
 the wheel (``static/``: plain HTML, CSS and our own small JS drawing SVG;
@@ -11,6 +11,9 @@ endpoints the page uses:
 - ``GET /admin/session``: the CSRF token of the cookie's session (401 if none);
 - ``POST /admin/logout``: ends the session (needs the CSRF token).
 
+Sessions are kept in the ledger (:mod:`.sessions`), so a login on one
+worker or instance is good on every other one on the same database.
+
 The page renders every value with ``textContent``; a strict
 Content-Security-Policy (``script-src 'self'``, no inline script) backs that.
 """
@@ -18,18 +21,25 @@ Content-Security-Policy (``script-src 'self'``, no inline script) backs that.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from ..boundedjson import InvalidJSON, loads_bounded
 from ..ledger.interfaces import KeyInfo
 from .api import AdminApi
 from .api_call import ApiError, respond_json
-from .sessions import COOKIE
+from .sessions import COOKIE, Session
 
 __all__ = ["STATIC_FILES", "Dashboard"]
+
+log = Logger()
+
+#: What a session endpoint answers: status, JSON body, extra headers.
+Answer = tuple[int, Any, tuple[tuple[bytes, bytes], ...]]
 
 STATIC_FILES: dict[bytes, tuple[str, bytes]] = {
     b"/": ("index.html", b"text/html; charset=utf-8"),
@@ -77,19 +87,9 @@ class Dashboard:
         elif path == b"/admin/login" and request.method == b"POST":
             self._login(request)
         elif path == b"/admin/session" and request.method == b"GET":
-            session = self.api.session_of(request)
-            if session is None:
-                respond_json(request, 401, ApiError(401, "Not logged in", "no_session").body())
-            else:
-                respond_json(request, 200, {"csrf_token": session.csrf_token, "expires": session.expires})
+            self._answer(request, self.api.session_of(request).addCallback(_session_answer))
         elif path == b"/admin/logout" and request.method == b"POST":
-            session = self.api.session_of(request)
-            csrf = request.getHeader(b"x-csrf-token")
-            if session is None or not session.csrf_ok(None if csrf is None else csrf.decode("latin-1")):
-                respond_json(request, 403, ApiError(403, "Logging out needs the session's X-CSRF-Token", "csrf_failed").body())
-                return
-            self.api.sessions.revoke(session.session_id)
-            respond_json(request, 200, {"logged_out": True}, ((b"set-cookie", _cookie(b"", 0)),))
+            self._answer(request, self.api.session_of(request).addCallback(self._logout, request))
         else:
             respond_json(request, 404, ApiError(404, "Unknown admin path", "not_found").body())
 
@@ -112,21 +112,62 @@ class Dashboard:
         if not isinstance(found, Deferred):
             d.callback(found)
 
-        def check(info: Optional[KeyInfo]) -> None:
+        def check(info: Optional[KeyInfo]) -> Any:
             if info is None:
-                respond_json(request, 401, ApiError(401, "Invalid API key provided.", "invalid_api_key").body())
-            elif not info.admin:
-                respond_json(request, 403, ApiError(403, "This key is not an admin key", "not_admin").body())
-            else:
-                session = self.api.sessions.create(info.key_id)
-                cookie = _cookie(session.session_id.encode(), int(self.api.sessions.ttl))
-                body = {"csrf_token": session.csrf_token, "expires": session.expires, "key_name": info.name}
-                respond_json(request, 200, body, ((b"set-cookie", cookie),))
+                raise ApiError(401, "Invalid API key provided.", "invalid_api_key")
+            if not info.admin:
+                raise ApiError(403, "This key is not an admin key", "not_admin")
+            return self.api.sessions.create(info.key_id).addCallbacks(lambda session: logged_in(session, info), stored_failed)
+
+        def logged_in(session: Session, info: KeyInfo) -> Answer:
+            cookie = _cookie(session.session_id.encode(), int(self.api.sessions.ttl))
+            body = {"csrf_token": session.csrf_token, "expires": session.expires, "key_name": info.name}
+            return 200, body, ((b"set-cookie", cookie),)
+
+        def stored_failed(failure: Any) -> None:
+            log.failure("storing a dashboard session failed", failure)
+            raise ApiError(503, "Could not start a session (the ledger failed)", "session_store_unavailable")
+
+        def key_failed(failure: Any) -> None:
+            raise ApiError(503, "Could not check the key (the key store failed)", "key_store_unavailable")
+
+        self._answer(request, d.addCallbacks(check, key_failed))
+
+    def _logout(self, session: Optional[Session], request: IRequest) -> Any:
+        csrf = request.getHeader(b"x-csrf-token")
+        if session is None or not session.csrf_ok(None if csrf is None else csrf.decode("latin-1")):
+            raise ApiError(403, "Logging out needs the session's X-CSRF-Token", "csrf_failed")
+        ended = self.api.sessions.end(session)
+        return ended.addCallback(lambda _: (200, {"logged_out": True}, ((b"set-cookie", _cookie(b"", 0)),)))
+
+    def _answer(self, request: IRequest, d: Deferred[Any]) -> None:
+        """
+        Finish ``request`` with the (status, body, headers) ``d`` fires, or
+        its ApiError; nothing once the client has gone (the ledger's answer
+        may come after a disconnect).
+        """
+        gone: list[bool] = []
+        cast(Request, request).notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def done(answer: Answer) -> None:
+            if not gone:
+                respond_json(request, *answer)
 
         def failed(failure: Any) -> None:
-            respond_json(request, 503, ApiError(503, "Could not check the key (the key store failed)", "key_store_unavailable").body())
+            error = failure.value
+            if not isinstance(error, ApiError):
+                log.failure("a dashboard session call failed", failure)
+                error = ApiError(500, "The dashboard failed (see the proxy's log)", "internal_error")
+            if not gone:
+                respond_json(request, error.status, error.body())
 
-        d.addCallbacks(check, failed)
+        d.addCallbacks(done, failed)
+
+
+def _session_answer(session: Optional[Session]) -> Answer:
+    if session is None:
+        return 401, ApiError(401, "Not logged in", "no_session").body(), ()
+    return 200, {"csrf_token": session.csrf_token, "expires": session.expires}, ()
 
 
 def _cookie(value: bytes, max_age: int) -> bytes:

@@ -48,7 +48,7 @@ def _configured_models(config: Config) -> list[str]:
 
 def build_admin(
     config: Config, reactor: Any, *, app: Any, writer: Any, keys: Any, meter: Any, budgets_seeded: Any,
-    store: Any = None, prices: Any = None,
+    store: Any = None, prices: Any = None, announcer: Any = None,
 ) -> AdminParts:
     """
     The metrics (subscribe ``metrics.observe`` to the meter), the readiness
@@ -105,7 +105,7 @@ def build_admin(
 
         api = AdminApi(
             store=store, run=writer.runner.run, keys=keys, config=config, prices=prices, clock=reactor,
-            sessions=SessionTable(reactor),
+            sessions=SessionTable(store, writer.runner.run, reactor), announcer=announcer,
         )
         dashboard = Dashboard(api)
     site = _AdminSite(AdminResource(metrics, readiness, keys, config.admin.require_key, dashboard))

@@ -20,6 +20,7 @@ from .records import UsageRecord
 
 __all__ = [
     "IKeyStore",
+    "ISessionStore",
     "IThreadRunner",
     "IUsageStore",
     "KeyInfo",
@@ -43,11 +44,13 @@ class KeyInfo:
     revoked_at: Optional[float] = None
     #: May call the admin listener when ``[admin] require_key`` is set.
     admin: bool = False
-    #: Per-key budgets set from the admin API (USD per UTC day / month);
-    #: shown on the dashboard and watched by ``[[alerts]]`` with scope
-    #: ``key:ID``.  The ``[budgets]`` table remains what refuses requests.
+    #: The key's own limits, set from the admin API: USD per UTC day /
+    #: month, requests and tokens per minute.  Enforced like a ``[budgets]``
+    #: table of scope ``key:ID`` (:mod:`dd0c_route.routing.key_limits`).
     daily_usd: Optional[Decimal] = None
     monthly_usd: Optional[Decimal] = None
+    requests_per_minute: Optional[int] = None
+    tokens_per_minute: Optional[int] = None
 
     @property
     def active(self) -> bool:
@@ -117,6 +120,25 @@ class IKeyStore(Interface):
         when none is active, the newest revoked one, returned unchanged).
         Revoking a revoked key keeps its first ``revoked_at``.
         """
+
+
+class ISessionStore(Interface):
+    """
+    Dashboard sessions, by SHA-256 of the session id (blocking), shared by
+    every process on the ledger (:mod:`dd0c_route.ledger.session_records`).
+    """
+
+    def add_session(record: Any) -> None:
+        """Store a new :class:`SessionRecord`; sessions expired by its ``created_at`` may be dropped."""
+
+    def find_session(id_hash: str, now: float) -> Any:
+        """
+        The session with this hash while it is live at ``now`` (not expired,
+        not ended, its key an active admin key), else None.
+        """
+
+    def end_session(id_hash: str) -> None:
+        """End the session (a logout); ending an unknown one does nothing."""
 
 
 class IThreadRunner(Interface):

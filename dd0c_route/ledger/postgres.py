@@ -45,7 +45,15 @@ from zope.interface import implementer
 
 from .conninfo import describe_conninfo
 from .groups import GroupTotals, day_of, merge, order_groups
-from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError, LedgerUnavailable
+from .interfaces import (
+    IKeyStore,
+    ISessionStore,
+    IUsageStore,
+    KeyInfo,
+    KeyNameTaken,
+    LedgerSchemaError,
+    LedgerUnavailable,
+)
 from .postgres_admin import PostgresAdminQueries
 from .postgres_pool import Pool
 from .postgres_rows import clean, key_row, record_row, rollup_deltas, row_key, row_record
@@ -70,7 +78,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresLedger", "password_from"]
 _ROLLUP_UPSERT = upsert_sql("postgres")
 
 
-@implementer(IUsageStore, IKeyStore)
+@implementer(IUsageStore, IKeyStore, ISessionStore)
 class PostgresLedger(PostgresAdminQueries):
     """
     L{IUsageStore} and L{IKeyStore} in one PostgreSQL database (blocking).

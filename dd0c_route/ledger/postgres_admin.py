@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py, tests/test_sessions.py
 """
 The admin API's reads and writes on the PostgreSQL ledger (a mixin of
 :class:`~dd0c_route.ledger.postgres.PostgresLedger`).  The summary reads
@@ -20,15 +20,17 @@ from .interfaces import KeyInfo
 from .records import UsageRecord
 from .rollup_plan import SummaryBuilder, plan
 from .rollup_sql import pg_raw_select, segment_select
+from .session_records import SessionRecord, session_sql
 from .usage_query import RecordFilter, Summary, filter_sql
 
 __all__ = ["PostgresAdminQueries"]
 
 _ALERT_COLUMNS = "scope, period, period_start, threshold, spent_usd, limit_usd, created_at, status, attempts"
+_SESSIONS = session_sql("%s")
 
 
 class PostgresAdminQueries:
-    """Summary, request log, key attributes and alert claims in SQL."""
+    """Summary, request log, key attributes, alert claims and dashboard sessions in SQL."""
 
     _transaction: Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
     _select_usage: str
@@ -77,11 +79,15 @@ class PostgresAdminQueries:
         return Decimal(row[0])
 
     def update_key(self, info: KeyInfo) -> None:
-        """Store a key's team and budgets."""
+        """Store a key's team, budgets and limits."""
         with self._transaction() as conn:
             conn.execute(
-                "UPDATE keys SET team = %s, daily_usd = %s, monthly_usd = %s WHERE key_id = %s",
-                (info.team, info.daily_usd, info.monthly_usd, info.key_id),
+                "UPDATE keys SET team = %s, daily_usd = %s, monthly_usd = %s, requests_per_minute = %s, "
+                "tokens_per_minute = %s WHERE key_id = %s",
+                (
+                    info.team, info.daily_usd, info.monthly_usd, info.requests_per_minute, info.tokens_per_minute,
+                    info.key_id,
+                ),
             )
 
     def claim_alert(self, alert: AlertRecord) -> bool:
@@ -119,3 +125,24 @@ class PostgresAdminQueries:
             )
             for r in rows
         ]
+
+    # -- ISessionStore -----------------------------------------------------
+
+    def add_session(self, record: SessionRecord) -> None:
+        """Store a new session, and drop the ones that expired before it began."""
+        with self._transaction() as conn:
+            conn.execute(_SESSIONS["purge"], (record.created_at,))  # type: ignore[call-overload]
+            conn.execute(  # type: ignore[call-overload]
+                _SESSIONS["add"], (record.id_hash, record.key_id, record.created_at, record.expires_at)
+            )
+
+    def find_session(self, id_hash: str, now: float) -> Optional[SessionRecord]:
+        """The live session with this hash (unexpired, its key an active admin key), or None."""
+        with self._transaction() as conn:
+            row = conn.execute(_SESSIONS["find"], (id_hash, now)).fetchone()  # type: ignore[call-overload]
+        return None if row is None else SessionRecord(id_hash=row[0], key_id=row[1], created_at=row[2], expires_at=row[3])
+
+    def end_session(self, id_hash: str) -> None:
+        """Forget the session (a logout)."""
+        with self._transaction() as conn:
+            conn.execute(_SESSIONS["end"], (id_hash,))  # type: ignore[call-overload]

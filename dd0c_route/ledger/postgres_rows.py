@@ -38,17 +38,17 @@ def row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly, rpm, tpm = row
     return KeyInfo(
         key_id=key_id, name=name, key_hash=key_hash, created_at=created_at, team=team, revoked_at=revoked_at,
-        admin=bool(admin), daily_usd=daily, monthly_usd=monthly,
+        admin=bool(admin), daily_usd=daily, monthly_usd=monthly, requests_per_minute=rpm, tokens_per_minute=tpm,
     )
 
 
 def key_row(info: KeyInfo) -> tuple[Any, ...]:
     return (
         info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at, info.admin,
-        info.daily_usd, info.monthly_usd,
+        info.daily_usd, info.monthly_usd, info.requests_per_minute, info.tokens_per_minute,
     )
 
 

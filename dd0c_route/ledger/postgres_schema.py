@@ -65,7 +65,10 @@ _FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_NAMES = tuple(
     name for name, _ in _USAGE_COLUMNS + _OPS_COLUMNS + _RESPONSES_COLUMNS + _FEATURE_COLUMNS
 )
-KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd"
+KEY_COLUMNS = (
+    "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd, "
+    "requests_per_minute, tokens_per_minute"
+)
 KEY_VALUES = "(" + ", ".join("%s" for _ in KEY_COLUMNS.split(", ")) + ")"
 
 #: The rollup's money and count columns, as summed.
@@ -119,6 +122,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Issue #16: the summary's rollup (ledger/rollup.py), made and filled from the stored records.
     (PG_TABLE, *PG_BACKFILL),
+    (
+        # Issue #16: per-key rate limits, and dashboard sessions shared by
+        # every worker and instance (only a SHA-256 of the session id).
+        "ALTER TABLE keys ADD COLUMN requests_per_minute bigint",
+        "ALTER TABLE keys ADD COLUMN tokens_per_minute bigint",
+        "CREATE TABLE sessions (id_hash text PRIMARY KEY, key_id text NOT NULL, "
+        "created_at double precision NOT NULL, expires_at double precision NOT NULL)",
+        "CREATE INDEX sessions_expires ON sessions (expires_at)",
+    ),
 )
 
 #: The schema version this code writes and understands.

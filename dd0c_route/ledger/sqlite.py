@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 from zope.interface import implementer
 
-from .interfaces import IKeyStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
+from .interfaces import IKeyStore, ISessionStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
 from .records import UsageRecord
 from .rollup import record_source
 from .sqlite_admin import SQLiteAdminQueries
@@ -141,6 +141,15 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
     ),
     # Issue #16: the summary's rollup, made and filled from the stored records.
     BACKFILL,
+    (
+        # Issue #16: per-key rate limits, and dashboard sessions shared by
+        # every worker and instance (only a SHA-256 of the session id).
+        "ALTER TABLE keys ADD COLUMN requests_per_minute INTEGER",
+        "ALTER TABLE keys ADD COLUMN tokens_per_minute INTEGER",
+        "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL, created_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL)",
+        "CREATE INDEX sessions_expires ON sessions (expires_at)",
+    ),
 )
 
 _USAGE_COLUMNS = (
@@ -155,7 +164,10 @@ _INSERT_USAGE = "INSERT OR IGNORE INTO usage ({}) VALUES ({})".format(
     ", ".join("?" for _ in _USAGE_COLUMNS),
 )
 _SELECT_USAGE = "SELECT {} FROM usage".format(", ".join(name for name, _ in _USAGE_COLUMNS))
-_KEY_COLUMNS = "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd"
+_KEY_COLUMNS = (
+    "key_id, name, key_hash, created_at, team, revoked_at, admin, daily_usd, monthly_usd, "
+    "requests_per_minute, tokens_per_minute"
+)
 
 
 def _record_row(record: UsageRecord) -> tuple[Any, ...]:
@@ -182,7 +194,7 @@ def _row_record(row: Sequence[Any]) -> UsageRecord:
 
 
 def _row_key(row: Sequence[Any]) -> KeyInfo:
-    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly = row
+    key_id, name, key_hash, created_at, team, revoked_at, admin, daily, monthly, rpm, tpm = row
     return KeyInfo(
         key_id=key_id,
         name=name,
@@ -193,6 +205,8 @@ def _row_key(row: Sequence[Any]) -> KeyInfo:
         admin=bool(admin),
         daily_usd=None if daily is None else Decimal(daily),
         monthly_usd=None if monthly is None else Decimal(monthly),
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
     )
 
 
@@ -200,7 +214,7 @@ def _money(value: Optional[Decimal]) -> Optional[str]:
     return None if value is None else str(value)
 
 
-@implementer(IUsageStore, IKeyStore)
+@implementer(IUsageStore, IKeyStore, ISessionStore)
 class SQLiteLedger(SQLiteAdminQueries):
     """
     :class:`IUsageStore` and :class:`IKeyStore` over one SQLite file (blocking).
@@ -339,10 +353,11 @@ class SQLiteLedger(SQLiteAdminQueries):
                 raise KeyNameTaken(f"an active key is already named {info.name!r}")
             try:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         info.key_id, info.name, info.key_hash, info.created_at, info.team, info.revoked_at,
                         int(info.admin), _money(info.daily_usd), _money(info.monthly_usd),
+                        info.requests_per_minute, info.tokens_per_minute,
                     ),
                 )
             except sqlite3.IntegrityError:

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py, tests/test_sessions.py
 """
 The admin API's reads and writes on the SQLite ledger (a mixin of
 :class:`~dd0c_route.ledger.sqlite.SQLiteLedger`, kept apart so the store's
@@ -16,12 +16,14 @@ from typing import Any, Callable, Optional, Sequence
 from .alert_records import AlertRecord
 from .interfaces import KeyInfo
 from .records import UsageRecord
+from .session_records import SessionRecord, session_sql
 from .sqlite_rollup import summarize
 from .usage_query import RecordFilter, Summary, filter_sql
 
 __all__ = ["SQLiteAdminQueries"]
 
 _ALERT_COLUMNS = "scope, period, period_start, threshold, spent_usd, limit_usd, created_at, status, attempts"
+_SESSIONS = session_sql("?")
 
 
 def _money(value: Optional[Decimal]) -> Optional[str]:
@@ -29,7 +31,7 @@ def _money(value: Optional[Decimal]) -> Optional[str]:
 
 
 class SQLiteAdminQueries:
-    """Summary, request log, key attributes and alert claims over SQL."""
+    """Summary, request log, key attributes, alert claims and dashboard sessions over SQL."""
 
     _lock: threading.Lock
     _conn: sqlite3.Connection
@@ -70,11 +72,15 @@ class SQLiteAdminQueries:
         return sum((Decimal(row[0]) for row in rows), Decimal(0))
 
     def update_key(self, info: KeyInfo) -> None:
-        """Store a key's team and budgets (the admin API's "set team / budget")."""
+        """Store a key's team, budgets and limits (the admin API's "set team / budget / limits")."""
         self._write(
             lambda conn: conn.execute(
-                "UPDATE keys SET team = ?, daily_usd = ?, monthly_usd = ? WHERE key_id = ?",
-                (info.team, _money(info.daily_usd), _money(info.monthly_usd), info.key_id),
+                "UPDATE keys SET team = ?, daily_usd = ?, monthly_usd = ?, requests_per_minute = ?, "
+                "tokens_per_minute = ? WHERE key_id = ?",
+                (
+                    info.team, _money(info.daily_usd), _money(info.monthly_usd), info.requests_per_minute,
+                    info.tokens_per_minute, info.key_id,
+                ),
             )
         )
 
@@ -117,3 +123,24 @@ class SQLiteAdminQueries:
             )
             for r in rows
         ]
+
+    # -- ISessionStore -----------------------------------------------------
+
+    def add_session(self, record: SessionRecord) -> None:
+        """Store a new session, and drop the ones that expired before it began."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(_SESSIONS["purge"], (record.created_at,))
+            conn.execute(_SESSIONS["add"], (record.id_hash, record.key_id, record.created_at, record.expires_at))
+
+        self._write(insert)
+
+    def find_session(self, id_hash: str, now: float) -> Optional[SessionRecord]:
+        """The live session with this hash (unexpired, its key an active admin key), or None."""
+        with self._lock:
+            row = self._conn.execute(_SESSIONS["find"], (id_hash, now)).fetchone()
+        return None if row is None else SessionRecord(id_hash=row[0], key_id=row[1], created_at=row[2], expires_at=row[3])
+
+    def end_session(self, id_hash: str) -> None:
+        """Forget the session (a logout)."""
+        self._write(lambda conn: conn.execute(_SESSIONS["end"], (id_hash,)))

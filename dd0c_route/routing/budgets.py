@@ -1,4 +1,4 @@
-# Tests: tests/test_routing_limits.py
+# Tests: tests/test_routing_limits.py, tests/test_key_limits.py
 """
 Spend caps and rate limits per key, checked before the upstream call.
 
@@ -19,6 +19,13 @@ other, so a burst can overshoot by what is in flight.
 
 Budgets apply by scope: a key's id, a key's name, ``team:NAME``, and ``*``
 (each key on its own).  Every scope that applies must admit the request.
+A key's own limits, set from the admin API and carried on its
+:class:`~dd0c_route.ledger.interfaces.KeyInfo`, are one more scope,
+``key:ID`` (:mod:`.key_limits`): the scopes that apply to a key are found
+again whenever the key cache hands over a key whose name, team or limits
+changed, so an API change applies at the key cache's next reload.  When a
+key's own spend cap first applies, what the ledger has stored for the key
+becomes the floor of its figures (:meth:`Budgets.seed_key`).
 
 With ``[state]`` the budgets also consult an
 :class:`~dd0c_route.state.interfaces.ISharedCounters` (spend and windows
@@ -37,6 +44,7 @@ from twisted.internet.interfaces import IReactorTime
 from ..config import BudgetConfig
 from ..ledger.records import UsageRecord
 from .errors import BudgetExceeded, RateLimited, Refusal, retry_seconds
+from .key_limits import limits_marker, own_budget
 
 if TYPE_CHECKING:
     from ..state.interfaces import ISharedCounters
@@ -82,14 +90,25 @@ class _Spend:
         # Records can arrive out of order (a long stream started yesterday
         # ends after today's first record): an older period never resets
         # a newer one.
-        if self.day is None or day > self.day:
-            self.day, self.day_usd = day, Decimal(0)
+        self._period(day, month)
         if day == self.day:
             self.day_usd += amount
-        if self.month is None or month > self.month:
-            self.month, self.month_usd = month, Decimal(0)
         if month == self.month:
             self.month_usd += amount
+
+    def floor(self, day: Any, month: Any, today: Decimal, this_month: Decimal) -> None:
+        """At least these figures for ``day`` and ``month`` (a seed from the ledger)."""
+        self._period(day, month)
+        if day == self.day:
+            self.day_usd = max(self.day_usd, today)
+        if month == self.month:
+            self.month_usd = max(self.month_usd, this_month)
+
+    def _period(self, day: Any, month: Any) -> None:
+        if self.day is None or day > self.day:
+            self.day, self.day_usd = day, Decimal(0)
+        if self.month is None or month > self.month:
+            self.month, self.month_usd = month, Decimal(0)
 
     def today(self, day: Any) -> Decimal:
         return self.day_usd if self.day == day else Decimal(0)
@@ -119,6 +138,16 @@ class _Bucket:
         """Seconds until ``amount`` is available (call after refill)."""
         return max(0.0, (amount - self.level) / self.rate)
 
+    def resize(self, limit: int) -> None:
+        """A new limit (a key's, changed from the admin API): never more than a full new bucket."""
+        self.capacity = float(limit)
+        self.rate = limit / 60.0
+        self.level = min(self.level, self.capacity)
+
+
+#: The scopes that apply to one key: (budget, spend kind, spend id).
+Applicable = tuple[tuple[BudgetConfig, str, str], ...]
+
 
 class Budgets:
     """In-memory spend and rate state for the configured budgets."""
@@ -132,30 +161,54 @@ class Budgets:
         self._key_spend: dict[str, _Spend] = {}
         self._team_spend: dict[str, _Spend] = {}
         self._buckets: dict[tuple[str, str, str], _Bucket] = {}
-        #: key id -> [(budget, spend kind, spend id)], found once per key.
-        self._applicable: dict[str, tuple[tuple[BudgetConfig, str, str], ...]] = {}
+        #: key id -> (the KeyInfo last seen, its limits marker, the scopes
+        #: that apply, whether a spend cap of its own applies), found again
+        #: when the marker changes.
+        self._applicable: dict[str, tuple[Any, tuple[Any, ...], Applicable, bool]] = {}
+        #: ``seed_needed(key_id)`` reads a key's stored spend when a spend cap
+        #: of its own appears (set by :class:`~.service.Routing`; the answer
+        #: comes back through :meth:`seed_key`).
+        self.seed_needed: Optional[Any] = None
 
     @property
     def enabled(self) -> bool:
+        """``[budgets]`` are configured (a full seed at start counts every key and team)."""
         return bool(self._by_scope)
 
-    def _for_key(self, key: Any) -> tuple[tuple[BudgetConfig, str, str], ...]:
+    def _for_key(self, key: Any) -> Applicable:
         found = self._applicable.get(key.key_id)
+        had_cap = False
         if found is not None:
-            return found
+            if found[0] is key:
+                return found[2]
+            marker = limits_marker(key)
+            if found[1] == marker:
+                self._applicable[key.key_id] = (key, marker, found[2], found[3])
+                return found[2]
+            had_cap = found[3]
+        else:
+            marker = limits_marker(key)
         out: list[tuple[BudgetConfig, str, str]] = []
         scopes = self._by_scope
         for scope in (key.key_id, key.name, "*"):
             budget = scopes.get(scope)
             if budget is not None and all(b is not budget for b, _, _ in out):
                 out.append((budget, "key", key.key_id))
+        own = own_budget(key)
+        has_cap = own is not None and (own.daily_usd is not None or own.monthly_usd is not None)
+        if own is not None:
+            out.append((own, "key", key.key_id))
         if key.team is not None:
             budget = scopes.get("team:" + key.team)
             if budget is not None:
                 out.append((budget, "team", key.team))
         result = tuple(out)
-        if len(self._applicable) < 100_000:
-            self._applicable[key.key_id] = result
+        # Bounded by the key table (operators grow it); past the bound a
+        # key's scopes are found per request and never seeded.
+        if len(self._applicable) < 100_000 or key.key_id in self._applicable:
+            self._applicable[key.key_id] = (key, marker, result, has_cap)
+            if has_cap and not had_cap and self.seed_needed is not None:
+                self.seed_needed(key.key_id)
         return result
 
     def _bucket(self, budget: BudgetConfig, kind: str, ident: str, what: str, limit: int, now: float) -> _Bucket:
@@ -163,6 +216,9 @@ class Budgets:
         bucket = self._buckets.get(index)
         if bucket is None:
             bucket = self._buckets[index] = _Bucket(limit, now)
+        elif bucket.capacity != limit:
+            bucket.refill(now)
+            bucket.resize(limit)
         return bucket
 
     def admit(self, key: Any, estimated_tokens: int) -> None:
@@ -171,7 +227,7 @@ class Budgets:
         seconds until a retry can pass) unless every budget that
         applies to ``key`` admits one more request of this size.
         """
-        if not self._by_scope or key is None:
+        if key is None:
             return
         applicable = self._for_key(key)
         if not applicable:
@@ -231,27 +287,30 @@ class Budgets:
 
     def observe(self, record: UsageRecord) -> None:
         """Count one finished request's cost and tokens (never raises)."""
-        if not self._by_scope:
-            return
         cost = record.cost_usd
-        if cost:
+        found = self._applicable.get(record.key_id) if record.key_id is not None else None
+        # Without [budgets], spend is counted only for keys with a cap of
+        # their own (seeded from the ledger when it appears): a proxy with
+        # no limit at all does no work here.
+        if cost and (self._by_scope or (found is not None and found[3])):
             day, month, _, _ = day_and_month(record.created_at)
             if record.key_id is not None:
                 self._spend(self._key_spend, record.key_id).add(day, month, cost)
-            if record.team is not None:
+            if record.team is not None and self._by_scope:
                 self._spend(self._team_spend, record.team).add(day, month, cost)
+        if found is None or not found[2]:
+            return
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-        if tokens and record.key_id is not None:
+        applicable = found[2]
+        if tokens:
             now = self._clock.seconds()
-            for budget, kind, ident in self._applicable.get(record.key_id, ()):
+            for budget, kind, ident in applicable:
                 if budget.tokens_per_minute is not None:
                     bucket = self._bucket(budget, kind, ident, "tpm", budget.tokens_per_minute, now)
                     bucket.refill(now)
                     bucket.level -= tokens
-        if self._shared is not None and record.key_id is not None:
-            applicable = self._applicable.get(record.key_id)
-            if applicable:
-                self._shared.observe(applicable, tokens, cost or Decimal(0), record.created_at, self._clock.seconds())
+        if self._shared is not None:
+            self._shared.observe(applicable, tokens, cost or Decimal(0), record.created_at, self._clock.seconds())
 
     def seed(self, records: Iterable[UsageRecord], before: float) -> int:
         """
@@ -275,6 +334,22 @@ class Budgets:
                 for ident, spend in table.items():
                     self._shared.seed_periods(kind, ident, now, spend.today(day), spend.this_month(month))
         return count
+
+    def seed_key(self, key_id: str, today: Decimal, this_month: Decimal) -> None:
+        """
+        What the ledger has stored for ``key_id`` today and this month (every
+        process's records), asked for through ``seed_needed`` when a spend
+        cap of its own appears: the floor of this process's figures (unless
+        the full seed counts every key) and of the shared view.  A floor,
+        not an addition, so it never counts a record twice; records still
+        queued in a writer (a flush interval's worth) are missed.
+        """
+        now = self._clock.seconds()
+        if not self._by_scope:
+            day, month, _, _ = day_and_month(now)
+            self._spend(self._key_spend, key_id).floor(day, month, today, this_month)
+        if self._shared is not None:
+            self._shared.seed_periods("key", key_id, now, today, this_month)
 
     @staticmethod
     def _spend(table: dict[str, _Spend], ident: str) -> _Spend:

@@ -1,4 +1,4 @@
-# Tests: tests/test_routing.py, tests/test_live_routing.py
+# Tests: tests/test_routing.py, tests/test_live_routing.py, tests/test_key_limits.py
 """
 The router's parts, built once from the config.
 
@@ -11,11 +11,16 @@ request into the budgets (spend per key/team per UTC day and month, and the
 tokens-per-minute buckets).
 
 Budgets are seeded from the ledger at start by :meth:`Routing.seed`, which
-reads the month's records in a worker thread.
+reads the month's records in a worker thread when ``[budgets]`` are
+configured.  A key that gets a spend cap of its own (from the admin API) is
+read alone when the cap first applies: two ``spend_between`` sums (today,
+this month) of everything stored for it, the floor of its figures here and,
+with ``[state]``, of the shared view.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
@@ -69,6 +74,7 @@ class Routing:
 
     def seed(self, store: Any, run_in_thread: Callable[..., Deferred[Any]]) -> Deferred[Any]:
         """Count this month's stored spend into the budgets (reads in a thread)."""
+        self.budgets.seed_needed = lambda key_id: self._seed_key(store, run_in_thread, key_id)
         if not self.budgets.enabled:
             from twisted.internet.defer import succeed
 
@@ -88,3 +94,24 @@ class Routing:
         d = run_in_thread(store.read_records, since)
         d.addCallbacks(counted, failed)
         return d
+
+    def _seed_key(self, store: Any, run_in_thread: Callable[..., Deferred[Any]], key_id: str) -> Deferred[Any]:
+        """
+        A key whose own spend cap just applies: what the ledger has stored
+        for it today and this month (every instance's records), as the
+        floor of its figures.  Never fails.
+        """
+        now = self.clock.seconds()
+        day, month = now - now % 86400, month_start(now)
+
+        def read() -> tuple[Decimal, Decimal]:
+            end = now + 1
+            return store.spend_between(day, end, key_ids=[key_id]), store.spend_between(month, end, key_ids=[key_id])
+
+        def counted(found: tuple[Decimal, Decimal]) -> None:
+            self.budgets.seed_key(key_id, *found)
+
+        def failed(failure: Any) -> None:
+            log.failure("Reading a key's spend for its own budget failed; counting from now", failure)
+
+        return run_in_thread(read).addCallbacks(counted, failed)

@@ -1,12 +1,19 @@
-# Tests: tests/test_state_live.py
+# Tests: tests/test_state_live.py, tests/test_key_limits_live.py
 """
-Key revocations, broadcast: every proxy stops a revoked key within a second.
+Key revocations and key changes, broadcast: every proxy stops a revoked key,
+and applies a key's new team, budgets and limits, within a round trip.
 
 ``dd0c-route keys revoke`` writes the store first (the truth, and the key
 cache's TTL reload is the fallback when Redis is down), then publishes the
 key id on ``{key_prefix}revocations``; each proxy's subscriber evicts that
 key from its cache, so the next request with it reads the store and is
 refused.
+
+The admin API (in a running proxy) publishes through the proxy's own link
+(:class:`KeyAnnouncer`): a revocation on the same channel, a change (team,
+budgets, limits) on ``{key_prefix}keys``, on which every proxy reloads its
+key cache; without Redis, or while it is down, the key cache's reload
+(``key_cache_ttl / 2``) still brings the change.
 
 The CLI is a short-lived synchronous process, so it speaks RESP over a
 plain socket (:func:`publish_revocation`) instead of starting a reactor:
@@ -21,7 +28,7 @@ from typing import Any, Callable
 
 from .config import StateConfig
 
-__all__ = ["channel", "publish_revocation", "subscribe_revocations"]
+__all__ = ["KeyAnnouncer", "channel", "publish_revocation", "subscribe_key_changes", "subscribe_revocations"]
 
 
 def channel(prefix: str) -> str:
@@ -32,6 +39,25 @@ def channel(prefix: str) -> str:
 def subscribe_revocations(link: Any, prefix: str, evict: Callable[[str], Any]) -> None:
     """Evict every key id published on the revocations channel."""
     link.subscribe(channel(prefix), lambda key_id: evict(key_id.strip()))
+
+
+def subscribe_key_changes(link: Any, prefix: str, refresh: Callable[[], Any]) -> None:
+    """Reload the key cache whenever a key's attributes change anywhere."""
+    link.subscribe(prefix + "keys", lambda _key_id: refresh())
+
+
+class KeyAnnouncer:
+    """What the admin API calls after a key changed: best effort (Redis may be down)."""
+
+    def __init__(self, link: Any, prefix: str) -> None:
+        self._link = link
+        self._prefix = prefix
+
+    def revoked(self, key_id: str) -> None:
+        self._link.publish(channel(self._prefix), key_id).addErrback(lambda _: None)
+
+    def changed(self, key_id: str) -> None:
+        self._link.publish(self._prefix + "keys", key_id).addErrback(lambda _: None)
 
 
 def _command(*parts: str) -> bytes:

@@ -1,4 +1,4 @@
-# Tests: tests/test_state_live.py
+# Tests: tests/test_state_live.py, tests/test_key_limits_live.py
 """
 Shared state as one service, built by the tap when ``[state]`` is set.
 
@@ -23,7 +23,7 @@ from .config import StateConfig
 from .counters import SharedCounters
 from .reconciler import Reconciler
 from .redis_link import RedisLink
-from .revocations import subscribe_revocations
+from .revocations import KeyAnnouncer, subscribe_key_changes, subscribe_revocations
 
 __all__ = ["SharedState", "instance_id"]
 
@@ -49,9 +49,14 @@ class SharedState(Service):
         )
 
     def connect(self, keys: Any, breaker: Any) -> None:
-        """Evict revoked keys from ``keys``; share ``breaker``'s transitions."""
+        """Evict revoked keys from ``keys``, reload it on key changes; share ``breaker``'s transitions."""
         subscribe_revocations(self.link, self.config.key_prefix, keys.evict)
+        subscribe_key_changes(self.link, self.config.key_prefix, keys.refresh)
         BreakerShare(breaker, self.link, self.config.key_prefix, self.instance)
+
+    def announcer(self) -> KeyAnnouncer:
+        """For the admin API: tell every proxy a key was revoked or changed."""
+        return KeyAnnouncer(self.link, self.config.key_prefix)
 
     def startService(self) -> None:
         super().startService()

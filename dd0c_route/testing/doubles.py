@@ -11,19 +11,21 @@ can be proved with a ``Clock`` and no real thread.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ..ledger.interfaces import IKeyStore, IThreadRunner, IUsageStore, KeyInfo, KeyNameTaken
+from ..ledger.interfaces import IKeyStore, ISessionStore, IThreadRunner, IUsageStore, KeyInfo, KeyNameTaken
 from ..ledger.records import UsageRecord
+from ..ledger.session_records import SessionRecord
 
 __all__ = ["DeferredRunner", "FlakyUsageStore", "InMemoryLedger", "SynchronousRunner"]
 
 
-@implementer(IUsageStore, IKeyStore)
+@implementer(IUsageStore, IKeyStore, ISessionStore)
 class InMemoryLedger:
     """
     The ledger contract in lists and dicts.
@@ -36,6 +38,7 @@ class InMemoryLedger:
         self._records: list[UsageRecord] = []
         self._request_ids: set[str] = set()
         self._keys: list[KeyInfo] = []
+        self._sessions: dict[str, SessionRecord] = {}
         self.calls: dict[str, int] = {}
 
     def _count(self, name: str) -> None:
@@ -87,6 +90,46 @@ class InMemoryLedger:
         revoked = attrs.evolve(info, revoked_at=when)
         self._keys[self._keys.index(info)] = revoked
         return revoked
+
+    def update_key(self, info: KeyInfo) -> None:
+        self._count("update_key")
+        for i, known in enumerate(self._keys):
+            if known.key_id == info.key_id:
+                self._keys[i] = attrs.evolve(
+                    known, team=info.team, daily_usd=info.daily_usd, monthly_usd=info.monthly_usd,
+                    requests_per_minute=info.requests_per_minute, tokens_per_minute=info.tokens_per_minute,
+                )
+
+    def spend_between(
+        self, start: float, end: float, key_ids: Optional[Sequence[str]] = None, team: Optional[str] = None
+    ) -> Decimal:
+        self._count("spend_between")
+        return sum(
+            (
+                r.cost_usd for r in self._records
+                if start <= r.created_at < end and r.cost_usd is not None
+                and (key_ids is None or r.key_id in key_ids) and (team is None or r.team == team)
+            ),
+            Decimal(0),
+        )
+
+    def add_session(self, record: SessionRecord) -> None:
+        self._count("add_session")
+        self._sessions = {h: s for h, s in self._sessions.items() if s.expires_at > record.created_at}
+        self._sessions[record.id_hash] = record
+
+    def find_session(self, id_hash: str, now: float) -> Optional[SessionRecord]:
+        self._count("find_session")
+        record = self._sessions.get(id_hash)
+        if record is None or record.expires_at <= now:
+            return None
+        if not any(k.key_id == record.key_id and k.active and k.admin for k in self._keys):
+            return None
+        return record
+
+    def end_session(self, id_hash: str) -> None:
+        self._count("end_session")
+        self._sessions.pop(id_hash, None)
 
 
 @implementer(IUsageStore)

@@ -125,9 +125,9 @@ class ApiResource(Resource):
             call.info.key_id = info.key_id
             call.info.team = info.team
             app = self.app
-            budgets = app.routing.budgets
-            if budgets.enabled and call.request.path != b"/v1/models":
-                budgets.admit(info, len(call.raw_body) // 4)
+            if call.request.path != b"/v1/models":
+                # Config budgets and the key's own limits (set from the admin API).
+                app.routing.budgets.admit(info, len(call.raw_body) // 4)
             (route or app.passthrough)(call)
         except Exception as error:
             call.fail(error, Failure())

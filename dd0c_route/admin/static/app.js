@@ -155,6 +155,8 @@
           });
         }
         return [info.name, info.key_id, info.team || "-", info.daily_usd || "-", info.monthly_usd || "-",
+                info.requests_per_minute === null ? "-" : String(info.requests_per_minute),
+                info.tokens_per_minute === null ? "-" : String(info.tokens_per_minute),
                 info.active ? (info.admin ? "active (admin)" : "active") : "revoked " + when(info.revoked_at), action];
       }));
     }, failed("key-error"));
@@ -204,6 +206,8 @@
     if ($("key-team").value.trim()) body.team = $("key-team").value.trim();
     if ($("key-daily").value.trim()) body.daily_usd = $("key-daily").value.trim();
     if ($("key-monthly").value.trim()) body.monthly_usd = $("key-monthly").value.trim();
+    if ($("key-rpm").value.trim()) body.requests_per_minute = Number($("key-rpm").value.trim());
+    if ($("key-tpm").value.trim()) body.tokens_per_minute = Number($("key-tpm").value.trim());
     api("/admin/v1/keys", { method: "POST", body: body }).then(function (k) {
       $("key-secret").textContent = k.key;
       $("key-created").hidden = false;
