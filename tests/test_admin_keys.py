@@ -12,7 +12,9 @@ from dd0c_route.ledger.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteLedger
 def test_old_ledger_gains_admin_flag_and_client_request_id(tmp_path):
     path = str(tmp_path / "old.sqlite3")
     conn = sqlite3.connect(path)
-    before = len(_MIGRATIONS) - 1  # every migration but the one that added the admin flag
+    # Every migration before the one that added the admin flag (later ones
+    # may be callables: they run when the ledger opens).
+    before = next(i for i, step in enumerate(_MIGRATIONS) if any("ADD COLUMN admin" in str(s) for s in step))
     for version in range(before):
         for statement in _MIGRATIONS[version]:
             conn.execute(statement)

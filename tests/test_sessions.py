@@ -246,14 +246,17 @@ class MigrationTests(SynchronousTestCase):
 
     def test_sqlite(self) -> None:
         from dd0c_route.ledger.sqlite import _MIGRATIONS, SCHEMA_VERSION
+        from dd0c_route.ledger.sqlite_rollup import register_exact
 
         path = self.mktemp() + ".sqlite3"
         conn = sqlite3.connect(path)
-        for step in _MIGRATIONS[:-1]:
+        register_exact(conn)
+        before = _step_adding_sessions(_MIGRATIONS)
+        for step in _MIGRATIONS[:before]:
             for statement in step:
-                conn.execute(statement)
+                statement(conn) if callable(statement) else conn.execute(statement)
         conn.execute("INSERT INTO keys (key_id, name, key_hash, created_at, daily_usd) VALUES ('key_old', 'old', 'h1', 1.0, '2.5')")
-        conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS) - 1}")
+        conn.execute(f"PRAGMA user_version = {before}")
         conn.commit()
         conn.close()
         with SQLiteLedger(path) as store:
@@ -271,10 +274,11 @@ class MigrationTests(SynchronousTestCase):
         url = create_database(self)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE dd0c_schema (version integer NOT NULL)")
-            for step in MIGRATIONS[:-1]:
+            before = _step_adding_sessions(MIGRATIONS)
+            for step in MIGRATIONS[:before]:
                 for statement in step:
                     conn.execute(statement)  # type: ignore[call-overload]
-            conn.execute("INSERT INTO dd0c_schema (version) VALUES (%s)", (len(MIGRATIONS) - 1,))
+            conn.execute("INSERT INTO dd0c_schema (version) VALUES (%s)", (before,))
             conn.execute(
                 "INSERT INTO keys (key_id, name, key_hash, created_at, daily_usd) VALUES ('key_old', 'old', 'h1', 1.0, 2.5)"
             )
@@ -282,3 +286,8 @@ class MigrationTests(SynchronousTestCase):
         self.addCleanup(store.close)
         assert store.schema_version == SCHEMA_VERSION
         self.check(store)
+
+
+def _step_adding_sessions(migrations: Any) -> int:
+    """The index of the migration step that made the sessions table (the schema before it is that version)."""
+    return next(i for i, step in enumerate(migrations) if any("CREATE TABLE sessions" in str(s) for s in step))

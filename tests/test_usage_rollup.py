@@ -32,7 +32,9 @@ from dd0c_route.ledger.postgres import PostgresLedger
 from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.rollup import LATENCY_BOUNDS_MS, TOKEN_LIMIT, fold_hourly, histogram_rank
 from dd0c_route.ledger.rollup_plan import hour_grain, plan
+from dd0c_route.ledger.rollup_sql import PG_BACKFILL, PG_TABLE
 from dd0c_route.ledger.sqlite import SQLiteLedger
+from dd0c_route.ledger.sqlite_rollup import BACKFILL
 from dd0c_route.ledger.usage_query import SUMMARY_FIELDS, SUMMARY_GROUPS
 
 from .pg import create_database
@@ -200,17 +202,20 @@ class _StoreTests:
                 rows = conn.execute("SELECT * FROM usage_rollup ORDER BY 1, 2, 3, 4, 5, 6, 7").fetchall()
         return [tuple(Decimal(v) if isinstance(v, str) and i in (10, 11, 12, 13) else v for i, v in enumerate(r)) for r in rows]
 
-    def forget_rollup(self, store: Any) -> None:
-        """Take the ledger back to the schema before the rollup (records kept)."""
+    def rebuild_by_backfill(self, store: Any) -> None:
+        """Drop the rollup and run the migration step that makes and fills it (records kept)."""
         if self.kind == "sqlite":
-            with store._lock:
-                version = store._conn.execute("PRAGMA user_version").fetchone()[0]
-                store._conn.execute("DROP TABLE usage_rollup")
-                store._conn.execute(f"PRAGMA user_version = {version - 1}")
+            def rebuild(conn: Any) -> None:
+                conn.execute("DROP TABLE usage_rollup")
+                for step in BACKFILL:
+                    step(conn)
+
+            store._write(rebuild)
         else:
             with store._transaction() as conn:
                 conn.execute("DROP TABLE usage_rollup")
-                conn.execute("UPDATE dd0c_schema SET version = version - 1")
+                for statement in (PG_TABLE, *PG_BACKFILL):
+                    conn.execute(statement)
 
     def reopen(self, store: Any) -> Any:
         store.close()
@@ -270,8 +275,7 @@ class _StoreTests:
         for i in range(0, len(records), 70):
             store.write_records(records[i:i + 70])
         written = self.rollup_rows(store)
-        self.forget_rollup(store)
-        store = self.reopen(store)
+        self.rebuild_by_backfill(store)
         self.assertEqual(self.rollup_rows(store), written)  # type: ignore[attr-defined]
         self.check(store, records, group_bys=(("model",), ("day", "key"), ("hour", "provider"), ("team", "route")))
 
