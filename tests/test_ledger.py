@@ -434,6 +434,42 @@ class UsageWriterTests(SynchronousTestCase):
         self.clock.advance(0)
         assert self.store.batches == [["req-1", "req-2"]]
 
+    def test_partial_batches_wait_for_the_interval(self) -> None:
+        """
+        Records that arrive while a batch is being written wait for the next
+        flush interval, unless they fill a batch: under load the writer
+        writes one batch per interval, not one per thread round trip.
+        """
+        runner = DeferredRunner()
+        writer = self.make_writer(runner=runner, batch_size=3)
+        writer.submit(make_record(1))
+        self.clock.advance(0.2)
+        writer.submit(make_record(2))
+        writer.submit(make_record(3))
+        runner.release()
+        assert self.store.batches == [["req-1"]] and runner.pending == []
+        self.clock.advance(0.19)
+        assert runner.pending == []
+        self.clock.advance(0.01)
+        runner.release()
+        assert self.store.batches == [["req-1"], ["req-2", "req-3"]]
+        assert writer.pending == 0
+        self.assertNoTimers()
+
+    def test_flush_during_a_write_is_not_delayed(self) -> None:
+        """A flush() asked for while a batch is in flight is served right after it, not an interval later."""
+        runner = DeferredRunner()
+        writer = self.make_writer(runner=runner, batch_size=10)
+        writer.submit(make_record(1))
+        self.clock.advance(0.2)
+        writer.submit(make_record(2))
+        flushed = writer.flush()
+        runner.release()
+        runner.release()
+        assert self.store.batches == [["req-1"], ["req-2"]]
+        assert self.successResultOf(flushed) is None
+        self.assertNoTimers()
+
     def test_one_write_at_a_time(self) -> None:
         """While a batch is in flight no second write starts; later records follow it."""
         runner = DeferredRunner()
