@@ -17,13 +17,14 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from dd0c_route.ledger import journal as journal_module
 from dd0c_route.ledger.journal import Journal
 from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.writer import UsageWriter
-from dd0c_route.testing.doubles import InMemoryLedger, SynchronousRunner
+from dd0c_route.testing.doubles import DeferredRunner, InMemoryLedger, SynchronousRunner
 
 
 def record(n: int) -> UsageRecord:
@@ -103,6 +104,33 @@ class JournalTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.files(), [])
         self.successResultOf(writer.stop())
+
+
+    def test_durable_segments_are_deleted_through_remove(self):
+        """
+        With ``remove`` (the proxy passes the ledger thread's runner), the
+        journal hands it the durable segments instead of deleting them on
+        the reactor; they go when it runs.
+        """
+        runner = DeferredRunner()
+        journal = Journal(self.path, self.clock, remove=lambda paths: runner.run(journal_module.remove_files, paths))
+        journal.append(record(1))
+        self.clock.advance(0)
+        (segment,) = self.files()
+        journal.committed(1)
+        self.assertEqual(self.files(), [segment], "not deleted on the reactor")
+        self.assertEqual([args for _, args, _, _ in runner.pending], [([segment],)])
+        runner.release()
+        self.assertEqual(self.files(), [])
+
+    def test_segments_that_cannot_be_deleted_are_logged(self):
+        """A segment remove_files could not delete is named in a warning (a restart replays it, harmlessly)."""
+        journal = Journal(self.path, self.clock, remove=lambda paths: list(paths))
+        journal.append(record(1))
+        self.clock.advance(0)
+        with capturedLogs() as events:
+            journal.committed(1)
+        self.assertEqual([e["paths"] for e in events if "paths" in e], [self.files()])
 
 
 # -- the line format: orjson, with json where orjson would differ (issue #18) --
