@@ -5,6 +5,7 @@ through one contract), the usage writer and the thread runner.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -292,6 +293,30 @@ class SQLiteLedgerTests(SynchronousTestCase):
         with SQLiteLedger(":memory:") as store:
             store.write_records(records)
             assert store.read_records() == records
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        records=st.lists(records_strategy, max_size=160),
+        ids=st.lists(st.integers(0, 60), min_size=160, max_size=160),
+        cuts=st.lists(st.integers(0, 160), max_size=4),
+    )
+    def test_batches_insert_as_row_by_row(self, records: list[UsageRecord], ids: list[int], cuts: list[int]) -> None:
+        """
+        Batches of any size (sent as multi-row statements, issue #18) store
+        what inserting row by row stored: every new request id once, in
+        order, a repeated one (in the batch or before it) skipped.
+        """
+        records = [attrs.evolve(r, request_id=f"req-{i}") for r, i in zip(records, ids, strict=False)]
+        with SQLiteLedger(":memory:") as store:
+            bounds = sorted({0, len(records), *(c for c in cuts if c <= len(records))})
+            for start, end in itertools.pairwise(bounds):
+                store.write_records(records[start:end])
+            expected, seen = [], set()
+            for r in records:
+                if r.request_id not in seen:
+                    seen.add(r.request_id)
+                    expected.append(r)
+            assert store.read_records() == expected
 
     def test_wal_and_synchronous_normal(self) -> None:
         """The file is in WAL mode with synchronous=NORMAL."""
