@@ -52,13 +52,19 @@ class _Upstream(Resource):
         return BODY
 
 
+def _listen(case: TestCase) -> tuple[_Upstream, Any]:
+    """A loopback :class:`_Upstream` for ``case``, stopped at its end."""
+    upstream = _Upstream()
+    port = reactor.listenTCP(0, Site(upstream), interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    return upstream, port
+
+
 class RelayRequestTests(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
-        self.upstream = _Upstream()
-        self.port = reactor.listenTCP(0, Site(self.upstream), interface="127.0.0.1")
-        self.addCleanup(self.port.stopListening)
+        self.upstream, self.port = _listen(self)
         self.client = UpstreamClient(reactor)
         self.addCleanup(self.client.close)
         self.base = f"http://127.0.0.1:{self.port.getHost().port}/v1"
@@ -171,9 +177,7 @@ class RelayAgentTests(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
-        self.upstream = _Upstream()
-        self.port = reactor.listenTCP(0, Site(self.upstream), interface="127.0.0.1")
-        self.addCleanup(self.port.stopListening)
+        self.upstream, self.port = _listen(self)
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.uri = f"http://127.0.0.1:{self.port.getHost().port}/v1/plain?x=1".encode()
 
