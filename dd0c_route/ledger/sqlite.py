@@ -24,6 +24,7 @@ import operator
 import sqlite3
 import threading
 from decimal import Decimal
+from itertools import chain
 from types import TracebackType
 from typing import Any, Callable, Optional, Sequence
 
@@ -190,8 +191,7 @@ def _insert_rows(conn: sqlite3.Connection, rows: Sequence[list[Any]]) -> None:
     start = 0
     for size in _CHUNKS:
         while len(rows) - start >= size:
-            params = [value for row in rows[start:start + size] for value in row]
-            conn.execute(_INSERTS[size], params)
+            conn.execute(_INSERTS[size], list(chain.from_iterable(rows[start:start + size])))
             start += size
 
 
