@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 __all__ = ["BENCH", "ROOT", "Proc", "Stack", "cpu_seconds", "free_port", "rss_kib"]
 
@@ -112,16 +112,12 @@ class Stack:
     """
 
     def __init__(self, *, inject_delay_ms: float = 0.0, floor: bool = True, treq_floor: bool = True,
-                 keep_dir: bool = False, wrap: Optional[Callable[[str], list[str]]] = None) -> None:
+                 keep_dir: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dd0c-bench-"))
         self.keep_dir = keep_dir
         self.inject_delay_ms = inject_delay_ms
         self.with_floor = floor
         self.with_treq_floor = treq_floor
-        #: ``wrap(name)``: a command the target ``name`` (floor, treq, proxy)
-        #: runs under, e.g. valgrind (``instructions.py``); None: as is.
-        self.wrap = wrap or (lambda name: [])
-        self.ready_timeout = 30.0 if wrap is None else 600.0
         self.provider_key = "sk-bench-" + secrets.token_urlsafe(24)
         self.fake: Optional[Proc] = None
         self.floor: Optional[Proc] = None
@@ -151,7 +147,7 @@ class Stack:
             floor_port = free_port()
             self.floor = Proc(
                 "floor relay",
-                [*self.wrap("floor"), sys.executable, str(BENCH / "floor_relay.py"), "--listen", str(floor_port),
+                [sys.executable, str(BENCH / "floor_relay.py"), "--listen", str(floor_port),
                  "--upstream", f"http://127.0.0.1:{fake_port}", "--api-key", self.provider_key],
                 floor_port, "/_fake/stats", self.dir / "floor.log", self.dir,
             )
@@ -159,7 +155,7 @@ class Stack:
             treq_port = free_port()
             self.treq_floor = Proc(
                 "treq floor relay",
-                [*self.wrap("treq"), sys.executable, str(BENCH / "floor_treq.py"), "--listen", str(treq_port),
+                [sys.executable, str(BENCH / "floor_treq.py"), "--listen", str(treq_port),
                  "--upstream", f"http://127.0.0.1:{fake_port}", "--api-key", self.provider_key],
                 treq_port, "/_fake/stats", self.dir / "floor_treq.log", self.dir,
             )
@@ -187,11 +183,11 @@ class Stack:
         if self.inject_delay_ms:
             argv = [sys.executable, str(BENCH / "slowed_proxy.py"), "--delay-ms", str(self.inject_delay_ms), "--", *twistd_args]
         else:
-            argv = [*self.wrap("proxy"), *TWISTD, *twistd_args]
+            argv = [*TWISTD, *twistd_args]
         self.proxy = Proc("proxy", argv, proxy_port, "/healthz", self.dir / "proxy.out", self.dir)
         for proc in (self.fake, self.floor, self.treq_floor, self.proxy):
             if proc is not None:
-                proc.wait_ready(self.ready_timeout)
+                proc.wait_ready()
 
     def _create_key(self, config: Path) -> str:
         """A proxy key: through the CLI when it exists, else straight into the ledger."""

@@ -163,7 +163,7 @@ def build_service(config: Config, reactor: Any, seat: Any = None) -> Built:
     ``seat`` (a :class:`dd0c_route.workers.seat.WorkerSeat`) it serves the
     inherited socket and keeps its own journal and spool.
     """
-    from .ledger.journal import Journal
+    from .ledger.journal import Journal, remove_files
     from .ledger.keycache import KeyCache
     from .ledger.opening import is_postgres, open_ledger
     from .ledger.runner import ThreadPoolRunner
@@ -197,12 +197,14 @@ def build_service(config: Config, reactor: Any, seat: Any = None) -> Built:
         # Records earlier workers left: this single process replays them.
         adopt_journals(journal_path, None, ())
         adopt_spools(spool_path, None, ())
+    runner = ThreadPoolRunner(reactor)
     writer = UsageWriter(
-        store, reactor, ThreadPoolRunner(reactor),
+        store, reactor, runner,
         batch_size=config.ledger.batch_size, flush_interval=config.ledger.flush_interval,
         spool=Spool(spool_path) if postgres else None,
         max_queued=config.ledger.max_queued,
-        journal=Journal(journal_path, reactor) if journal_path else None,
+        # Durable segments are deleted in the ledger's thread, never on the reactor.
+        journal=Journal(journal_path, reactor, remove=partial(runner.run, remove_files)) if journal_path else None,
     )
     writer.setServiceParent(root)
 

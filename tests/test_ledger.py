@@ -5,6 +5,7 @@ through one contract), the usage writer and the thread runner.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -293,6 +294,30 @@ class SQLiteLedgerTests(SynchronousTestCase):
             store.write_records(records)
             assert store.read_records() == records
 
+    @settings(max_examples=80, deadline=None)
+    @given(
+        records=st.lists(records_strategy, max_size=160),
+        ids=st.lists(st.integers(0, 60), min_size=160, max_size=160),
+        cuts=st.lists(st.integers(0, 160), max_size=4),
+    )
+    def test_batches_insert_as_row_by_row(self, records: list[UsageRecord], ids: list[int], cuts: list[int]) -> None:
+        """
+        Batches of any size (sent as multi-row statements, issue #18) store
+        what inserting row by row stored: every new request id once, in
+        order, a repeated one (in the batch or before it) skipped.
+        """
+        records = [attrs.evolve(r, request_id=f"req-{i}") for r, i in zip(records, ids, strict=False)]
+        with SQLiteLedger(":memory:") as store:
+            bounds = sorted({0, len(records), *(c for c in cuts if c <= len(records))})
+            for start, end in itertools.pairwise(bounds):
+                store.write_records(records[start:end])
+            expected, seen = [], set()
+            for r in records:
+                if r.request_id not in seen:
+                    seen.add(r.request_id)
+                    expected.append(r)
+            assert store.read_records() == expected
+
     def test_wal_and_synchronous_normal(self) -> None:
         """The file is in WAL mode with synchronous=NORMAL."""
         store = self.open()
@@ -433,6 +458,42 @@ class UsageWriterTests(SynchronousTestCase):
         writer.submit(make_record(2))
         self.clock.advance(0)
         assert self.store.batches == [["req-1", "req-2"]]
+
+    def test_partial_batches_wait_for_the_interval(self) -> None:
+        """
+        Records that arrive while a batch is being written wait for the next
+        flush interval, unless they fill a batch: under load the writer
+        writes one batch per interval, not one per thread round trip.
+        """
+        runner = DeferredRunner()
+        writer = self.make_writer(runner=runner, batch_size=3)
+        writer.submit(make_record(1))
+        self.clock.advance(0.2)
+        writer.submit(make_record(2))
+        writer.submit(make_record(3))
+        runner.release()
+        assert self.store.batches == [["req-1"]] and runner.pending == []
+        self.clock.advance(0.19)
+        assert runner.pending == []
+        self.clock.advance(0.01)
+        runner.release()
+        assert self.store.batches == [["req-1"], ["req-2", "req-3"]]
+        assert writer.pending == 0
+        self.assertNoTimers()
+
+    def test_flush_during_a_write_is_not_delayed(self) -> None:
+        """A flush() asked for while a batch is in flight is served right after it, not an interval later."""
+        runner = DeferredRunner()
+        writer = self.make_writer(runner=runner, batch_size=10)
+        writer.submit(make_record(1))
+        self.clock.advance(0.2)
+        writer.submit(make_record(2))
+        flushed = writer.flush()
+        runner.release()
+        runner.release()
+        assert self.store.batches == [["req-1"], ["req-2"]]
+        assert self.successResultOf(flushed) is None
+        self.assertNoTimers()
 
     def test_one_write_at_a_time(self) -> None:
         """While a batch is in flight no second write starts; later records follow it."""

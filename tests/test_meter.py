@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from dd0c_route.metering.meter import Meter, Outcome, RequestInfo
+from dd0c_route.metering import meter as meter_module
+from dd0c_route.metering.meter import CLIENT_TEXT_LIMIT, Meter, Outcome, RequestInfo, client_text
 from dd0c_route.metering.prices import Prices
 from dd0c_route.metering.usage import UsageFacts
 
@@ -234,3 +237,27 @@ class DeliveredLimitTests(SynchronousTestCase):
         self.assertEqual(h.records[0].completion_tokens, 20)
 
 
+
+
+class ClientTextTests(SynchronousTestCase):
+    """client_text with its memo of plain strings (issue #18) is client_text without it."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(max_size=40) | st.sampled_from(["gpt-4o", "sk-" + "a" * 40, "model sk-proj-" + "b" * 40]), max_size=8))
+    def test_memo_changes_nothing(self, values: list[str]) -> None:
+        """Any sequence of strings, seen once or again: the same answer as a fresh redaction."""
+        from dd0c_route.redaction import redact_sensitive
+
+        for value in values + values:
+            expected = redact_sensitive(value) if len(value) <= CLIENT_TEXT_LIMIT else None
+            got = client_text(value)
+            if expected is not None:
+                assert got == expected
+
+    def test_only_unchanged_strings_are_kept(self) -> None:
+        """A string that needed redaction never enters the memo (it holds no credential)."""
+        key = "sk-proj-" + "c" * 40
+        assert key not in client_text(f"gpt-4o {key}")
+        assert not any(key in kept for kept in meter_module._PLAIN)
+        client_text("gpt-4o-mini")
+        assert "gpt-4o-mini" in meter_module._PLAIN

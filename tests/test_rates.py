@@ -8,7 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dd0c_route.metering.rates import Rates, TieredRates
@@ -70,3 +70,43 @@ def test_bad_rates_rejected() -> None:
         Rates(Decimal("NaN"), Decimal(0), Decimal(0), Decimal(0), Decimal(0))
     with pytest.raises(ValueError):
         TieredRates(_BASE, ((2, _LONG), (1, _LONG)))
+
+
+_COUNT = st.one_of(
+    st.integers(-5, 10**15 + 5), st.sampled_from([True, False, 10**15 - 1, 10**15]), st.floats(0, 10),
+    st.decimals(0, 10, places=0), st.none(), st.just("3"),
+)
+
+
+@given(st.lists(_COUNT, min_size=5, max_size=5))
+@example([10**15, 0, 0, 0, 0])
+@example([0, 10**15, 0, 0, 0])
+@example([10**15 - 1, 0, 10**15 - 1, 0, 0])
+@example([5, -1, 0, 0, 0])
+@example([True, 0, 0, 0, 0])
+@example([3, 0, 0, 2, 1.0])
+def test_token_counts_checked_as_one_by_one(counts: list[object]) -> None:
+    """
+    The fast check of five plain ints (issue #18) accepts and refuses
+    exactly what checking each count on its own does: bools, floats,
+    Decimals, None, strings and out-of-range ints are refused by name.
+    """
+    from dd0c_route.metering.rates import _check_tokens
+
+    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+    try:
+        for name, value in zip(names, counts, strict=True):
+            _check_tokens(name, value)  # type: ignore[arg-type]
+    except ValueError as error:
+        expected: object = str(error)
+    else:
+        expected = None
+    try:
+        _BASE.cost_usd(*counts)  # type: ignore[arg-type]
+    except ValueError as error:
+        got: object = str(error)
+    else:
+        got = None
+    if expected is None and isinstance(got, str) and "exceed" in got:
+        return  # valid counts that contradict each other: refused later, as before
+    assert got == expected

@@ -190,12 +190,19 @@ class UsageWriter(Service):
         Deferred.fromCoroutine(self._drain()).addCallbacks(self._drained, self._drain_failed)
 
     async def _drain(self) -> None:
+        # What was queued when the drain began is written now; what arrives
+        # meanwhile waits for the next interval unless it fills a batch or
+        # someone waits for it -- under load, one batch per flush interval
+        # rather than one per round trip to the thread (issue #18).
+        target = self._submitted
         try:
             while True:
                 if self._spool is not None and self._spool.count:
                     await self._runner.run(self._spool.replay, self._store, self._batch_size)
                     self._failures = 0
                 if not self._queue:
+                    return
+                if self._written >= target and len(self._queue) < self._batch_size and not self._must_continue():
                     return
                 batch = list(islice(self._queue, self._batch_size))
                 await self._runner.run(self._store.write_records, batch)
@@ -251,10 +258,16 @@ class UsageWriter(Service):
         for d in ready:
             d.callback(None)
 
+    def _must_continue(self) -> bool:
+        """Someone waits for what is queued: a ``flush()`` or the stop."""
+        return self._stopping is not None or any(target > self._written for target, _ in self._waiters)
+
     def _drained(self, _: object) -> None:
         self._draining = False
         if len(self._queue) < self._warn_pending // 2:
             self._warned = False
+        if self._queue and self.running:
+            self._arm(self._flush_interval)
 
     def _drain_failed(self, failure: Failure) -> None:
         self._draining = False

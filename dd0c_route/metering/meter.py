@@ -297,6 +297,14 @@ CLIENT_TEXT_LIMIT = 256
 TRUNCATED_MARKER = "…[truncated]"
 
 
+#: Short client strings that were found to need no change (model names,
+#: endpoints, ids repeat from request to request): a set lookup instead of
+#: a redaction scan each time.  Only strings returned unchanged enter it,
+#: so it never holds one with a credential; bounded, it starts over when full.
+_PLAIN: set[str] = set()
+_PLAIN_LIMIT = 4096
+
+
 def client_text(value: str, limit: int = CLIENT_TEXT_LIMIT) -> str:
     """
     A client-controlled string as a record may keep it: redacted (a key
@@ -307,7 +315,14 @@ def client_text(value: str, limit: int = CLIENT_TEXT_LIMIT) -> str:
     length, so a key across the cut is redacted whole before it is cut.
     """
     if len(value) <= limit:
-        return redact_sensitive(value)
+        if value in _PLAIN:
+            return value
+        cleaned = redact_sensitive(value)
+        if cleaned is value and value.__class__ is str:
+            if len(_PLAIN) >= _PLAIN_LIMIT:
+                _PLAIN.clear()
+            _PLAIN.add(value)
+        return cleaned
     head = redact_sensitive(value[: limit + 512])
     if len(head) <= limit and len(value) <= limit + 512:
         return head

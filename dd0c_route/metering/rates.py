@@ -86,11 +86,19 @@ class Rates:
         cache_write_1h_tokens: int = 0,
     ) -> Decimal:
         """The cost in USD, exact before its rounding to 12 decimals; see the module docstring."""
-        _check_tokens("input_tokens", input_tokens)
-        _check_tokens("output_tokens", output_tokens)
-        _check_tokens("cache_read_tokens", cache_read_tokens)
-        _check_tokens("cache_write_tokens", cache_write_tokens)
-        _check_tokens("cache_write_1h_tokens", cache_write_1h_tokens)
+        if not (
+            input_tokens.__class__ is int and output_tokens.__class__ is int and cache_read_tokens.__class__ is int
+            and cache_write_tokens.__class__ is int and cache_write_1h_tokens.__class__ is int
+            and 0 <= input_tokens < _MAX_TOKENS and 0 <= output_tokens < _MAX_TOKENS
+            and 0 <= cache_read_tokens < _MAX_TOKENS and 0 <= cache_write_tokens < _MAX_TOKENS
+            and 0 <= cache_write_1h_tokens < _MAX_TOKENS
+        ):
+            # Anything but five plain ints in range: checked one by one (and refused as before).
+            _check_tokens("input_tokens", input_tokens)
+            _check_tokens("output_tokens", output_tokens)
+            _check_tokens("cache_read_tokens", cache_read_tokens)
+            _check_tokens("cache_write_tokens", cache_write_tokens)
+            _check_tokens("cache_write_1h_tokens", cache_write_1h_tokens)
         uncached = input_tokens - cache_read_tokens - cache_write_tokens
         write_5m = cache_write_tokens - cache_write_1h_tokens
         if uncached < 0 or write_5m < 0:

@@ -1,4 +1,4 @@
-# Tests: tests/test_upstream_errors.py, tests/test_backpressure_live.py
+# Tests: tests/test_upstream_client.py, tests/test_upstream_headers.py, tests/test_upstream_errors.py, tests/test_backpressure_live.py
 """
 The upstream HTTP client: one treq client around one pooled Agent.
 
@@ -12,6 +12,17 @@ built once with:
   producer feeds it on a later reactor turn, which costs latency);
 - a cookie jar that stores nothing (treq shares one jar between all callers:
   one team's cookies must never reach another's requests).
+
+The relay's requests go through :meth:`RelayHTTPClient.relay`, treq's
+``HTTPClient`` with one lean method added (issue #18): treq's ``request``
+wraps the agent per call in a ``CookieAgent`` (which parses the URL again
+into a fake ``urllib`` request, for a jar that by policy holds nothing) and a
+``ContentDecoderAgent`` (which copies the headers to add
+``Accept-Encoding``) -- about 27 of its 31 microseconds per call.  ``relay``
+does what those wrappers do for a jar that stores nothing: the same
+``Accept-Encoding: gzip`` (built once into the cached headers), the same
+``GzipDecoder`` when the answer says ``Content-Encoding: gzip``, the answer
+wrapped as treq's response object; no cookie is sent or kept either way.
 """
 
 from __future__ import annotations
@@ -21,18 +32,17 @@ from typing import Any, Optional, cast
 
 import treq.client
 from hyperlink import EncodedURL
-from twisted.internet.abstract import isIPAddress
+from treq.response import _Response
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import URI, GzipDecoder, HTTPConnectionPool
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from .read_batch import READS
+from .connections import URI_CACHE_SIZE, ConnectionCounter, QuietClientFactory, RelayAgent, counting_endpoints
 
-__all__ = ["BytesProducer", "ConnectionCounter", "UpstreamClient", "set_no_delay"]
+__all__ = ["BytesProducer", "RelayHTTPClient", "UpstreamClient"]
 
 
 @implementer(IBodyProducer)
@@ -73,179 +83,76 @@ class _NoCookies(CookieJar):
         pass
 
 
-class _URIText(EncodedURL):
+#: What the relay accepts besides identity, as treq's ``ContentDecoderAgent`` declares it.
+_ACCEPT_ENCODING = b"gzip"
+
+
+def _decoded(response: IResponse) -> IResponse:
     """
-    An already-encoded URI that treq can use as is.
+    ``response`` decoded as ``ContentDecoderAgent([(b"gzip", GzipDecoder)])``
+    decodes it: trailing ``gzip`` codings are undone (each by a
+    ``GzipDecoder``) and removed from ``Content-Encoding``; any other coding
+    is left, and the body with it.
+    """
+    headers = response.headers
+    codings = headers.getRawHeaders(b"content-encoding")
+    if codings is None:
+        return response
+    names = b",".join(codings).split(b",")
+    while names and names[-1].strip() == _ACCEPT_ENCODING:
+        names.pop()
+        response = GzipDecoder(response)
+    if names:
+        headers.setRawHeaders(b"content-encoding", [b",".join(names)])
+    else:
+        headers.removeHeader(b"content-encoding")
+    return response
 
-    treq turns every URL into a ``hyperlink`` object and back to text on
-    every request (``to_uri().to_text()``: about 26 of its 65 microseconds
-    per call here).  Our upstream URLs are a handful of fixed strings, so
-    each is converted once, to its ASCII URI form, and then hands treq that
-    text again without recomputing it.
+
+def _host_value(uri: bytes) -> bytes:
+    """The ``Host`` header ``Agent`` sends for ``uri`` (``_AgentBase._computeHostValue``)."""
+    parsed = URI.fromBytes(uri)
+    host = parsed.host
+    if isIPv6Address(host.decode("ascii")):
+        host = b"[" + host + b"]"
+    if (parsed.scheme, parsed.port) in ((b"http", 80), (b"https", 443)):
+        return host
+    return b"%b:%d" % (host, parsed.port)
+
+
+class RelayHTTPClient(treq.client.HTTPClient):
+    """
+    treq's ``HTTPClient`` with :meth:`relay`, the lean request the relay
+    makes on every call (see the module docstring).  Every other method is
+    treq's own.
     """
 
-    _text: Optional[str] = None
+    def __init__(self, agent: IAgent, cookiejar: CookieJar, data_to_body_producer: Any = BytesProducer) -> None:
+        super().__init__(agent, cookiejar=cast(Any, cookiejar), data_to_body_producer=data_to_body_producer)
+        self._relay_agent = agent
+        self._relay_jar = cookiejar
 
-    def to_uri(self) -> _URIText:
-        return self
+    def relay(self, method: bytes, uri: bytes, headers: Headers, body: Optional[bytes]) -> Deferred[_Response]:
+        """
+        Send one request: ``uri`` already in its ASCII URI form, ``headers``
+        already carrying ``Accept-Encoding`` (see :meth:`UpstreamClient._headers_for`)
+        and not modified.  Fires with treq's response once its headers arrive
+        (the body unread), decoded as treq's ``request`` would decode it.
+        """
+        producer = BytesProducer(body) if body else None
+        d = self._relay_agent.request(method, uri, headers, producer)
+        return d.addCallback(self._wrap)
 
-    def to_text(self, with_password: bool = False) -> str:
-        text = self._text
-        if text is None:
-            text = self._text = EncodedURL.to_text(self, with_password)
-        return text
+    def _wrap(self, response: IResponse) -> _Response:
+        return _Response(_decoded(response), cast(Any, self._relay_jar))
 
 
 #: At most this many distinct upstream URLs are kept converted (paths of
 #: relayed endpoints can carry client query strings).
-_URL_CACHE_SIZE = 512
+_URL_CACHE_SIZE = URI_CACHE_SIZE
 #: At most this many distinct upstream header sets are kept built (client
 #: ``openai-beta``/``anthropic-beta`` values vary them).
 _HEADERS_CACHE_SIZE = 256
-
-
-class ConnectionCounter:
-    """
-    Counts provider connections as they open and close.
-    """
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.total = 0
-        self._waiters: list[tuple[int, Deferred[None]]] = []
-
-    def opened(self) -> None:
-        self.open += 1
-        self.total += 1
-
-    def closed(self) -> None:
-        self.open -= 1
-        self._notify()
-
-    def wait_for(self, count: int) -> Deferred[None]:
-        """Fires when exactly ``count`` connections are open."""
-        d: Deferred[None] = Deferred()
-        self._waiters.append((count, d))
-        self._notify()
-        return d
-
-    def _notify(self) -> None:
-        ready = [(c, d) for c, d in self._waiters if c == self.open]
-        self._waiters = [(c, d) for c, d in self._waiters if c != self.open]
-        for _, d in ready:
-            d.callback(None)
-
-
-def set_no_delay(transport: Any) -> None:
-    """
-    Turn Nagle's algorithm off: a relay writes many small pieces (request
-    headers then body, SSE events) and must not hold one back waiting for
-    the ACK of the one before.
-    """
-    setter = getattr(transport, "setTcpNoDelay", None)
-    if setter is not None:
-        try:
-            setter(True)
-        except OSError:
-            pass
-
-
-@implementer(IProtocolFactory)
-class _CountingFactory:
-    """
-    Wraps a protocol factory so each connection's life is counted and each
-    of its reads is one batch (:mod:`.read_batch`: the body pieces a read
-    brings are relayed as one block), without wrapping the protocol itself
-    (the pool needs the real ``HTTP11ClientProtocol`` back).
-    """
-
-    def __init__(self, wrapped: Any, counter: ConnectionCounter) -> None:
-        self._wrapped = wrapped
-        self._counter = counter
-
-    def buildProtocol(self, addr: Any) -> Optional[IProtocol]:
-        protocol = self._wrapped.buildProtocol(addr)
-        if protocol is None:
-            return None
-        counter = self._counter
-        made = protocol.connectionMade
-        lost = protocol.connectionLost
-        received = protocol.dataReceived
-        around = READS.around
-
-        def connectionMade() -> None:
-            counter.opened()
-            set_no_delay(protocol.transport)
-            made()
-
-        def connectionLost(reason: Any) -> None:
-            try:
-                lost(reason)
-            finally:
-                counter.closed()
-
-        def dataReceived(data: bytes) -> None:
-            around(received, data, protocol.transport)
-
-        protocol.connectionMade = connectionMade
-        protocol.connectionLost = connectionLost
-        protocol.dataReceived = dataReceived
-        return protocol
-
-    def doStart(self) -> None:
-        self._wrapped.doStart()
-
-    def doStop(self) -> None:
-        self._wrapped.doStop()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
-
-
-@implementer(IStreamClientEndpoint)
-class _CountingEndpoint:
-    def __init__(self, endpoint: Any, counter: ConnectionCounter) -> None:
-        self._endpoint = endpoint
-        self._counter = counter
-
-    def connect(self, protocolFactory: Any) -> Deferred[Any]:
-        return self._endpoint.connect(_CountingFactory(protocolFactory, self._counter))
-
-
-@implementer(IAgentEndpointFactory)
-class _EndpointFactory:
-    """
-    TCP for http, TLS (verified, service_identity) for https; an IP literal
-    skips name resolution.
-    """
-
-    def __init__(self, reactor: Any, connect_timeout: float, counter: ConnectionCounter) -> None:
-        self._reactor = reactor
-        self._timeout = connect_timeout
-        self._counter = counter
-        self._tls = BrowserLikePolicyForHTTPS()
-
-    def endpointForURI(self, uri: Any) -> Any:
-        host = uri.host.decode("ascii")
-        endpoint: Any
-        if isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
-        else:
-            endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=self._timeout)
-        if uri.scheme == b"https":
-            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
-        return _CountingEndpoint(endpoint, self._counter)
-
-
-class _QuietClientFactory(_HTTP11ClientFactory):
-    """
-    The pool makes one factory per provider connection, and a noisy factory
-    logs "Starting/Stopping factory" for each: two log events per upstream
-    connection, which made a mass disconnect spend 40% of its reactor time
-    formatting log lines.
-    """
-
-    noisy = False
 
 
 class UpstreamClient:
@@ -266,15 +173,11 @@ class UpstreamClient:
         self.pool.maxPersistentPerHost = max_persistent_per_host
         self.pool.cachedConnectionTimeout = int(idle_timeout)
         self.pool.retryAutomatically = False
-        self.pool._factory = _QuietClientFactory
-        agent = Agent.usingEndpointFactory(
-            reactor, _EndpointFactory(reactor, connect_timeout, self.counter), pool=self.pool
-        )
-        self._urls: dict[str, _URIText] = {}
-        self._built_headers: dict[tuple[tuple[bytes, ...], ...], Headers] = {}
-        self.http = treq.client.HTTPClient(
-            agent, cookiejar=cast(Any, _NoCookies()), data_to_body_producer=BytesProducer
-        )
+        self.pool._factory = QuietClientFactory
+        agent = RelayAgent.usingEndpointFactory(reactor, counting_endpoints(reactor, connect_timeout, self.counter), pool=self.pool)
+        self._urls: dict[str, bytes] = {}
+        self._built_headers: dict[tuple[Any, ...], Headers] = {}
+        self.http = RelayHTTPClient(agent, _NoCookies())
 
     def request(self, method: str, url: str, headers: dict[bytes, list[bytes]], body: Optional[bytes]) -> Deferred[Any]:
         """
@@ -283,30 +186,27 @@ class UpstreamClient:
         """
         uri = self._urls.get(url)
         if uri is None:
-            uri = cast(_URIText, _URIText.from_text(EncodedURL.from_text(url).to_uri().to_text()))
+            uri = EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
             if len(self._urls) < _URL_CACHE_SIZE:
                 self._urls[url] = uri
-        return self.http.request(
-            method,
-            uri,
-            headers=self._headers_for(headers),
-            data=body if body else None,
-            unbuffered=True,
-            allow_redirects=False,
-            reactor=self.reactor,
-        )
+        return self.http.relay(method.encode("ascii").upper(), uri, self._headers_for(uri, headers), body)
 
-    def _headers_for(self, headers: dict[bytes, list[bytes]]) -> Headers:
+    def _headers_for(self, uri: bytes, headers: dict[bytes, list[bytes]]) -> Headers:
         """
-        ``headers`` as a ``Headers``, built once per distinct set: a
-        provider's headers are the same on every request, and ``Headers``
-        checks every name and value as it is built.  treq's agents copy it
-        before adding theirs, so one instance is safely shared.
+        ``headers`` as the ``Headers`` sent to ``uri``, built once per
+        distinct (URI, header set): a provider's headers are the same on
+        every request, and ``Headers`` checks every name and value as it is
+        built.  Built in full -- with the ``Accept-Encoding`` treq's decoder
+        would add and the ``Host`` the ``Agent`` would add, in that order, so
+        the wire is unchanged -- so neither copies it per request; nothing
+        downstream modifies it, so one instance is safely shared.
         """
-        key = tuple((name, *values) for name, values in headers.items())
+        key = (uri, *((name, *values) for name, values in headers.items()))
         built = self._built_headers.get(key)
         if built is None:
             built = Headers(cast(Any, headers))
+            built.addRawHeader(b"accept-encoding", _ACCEPT_ENCODING)
+            built.addRawHeader(b"host", _host_value(uri))
             if len(self._built_headers) < _HEADERS_CACHE_SIZE:
                 self._built_headers[key] = built
         return built

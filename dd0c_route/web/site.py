@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 
-from ..relay.upstream import set_no_delay
+from ..relay.connections import set_no_delay
 from .errors import ProxyError, openai_error_body
 from .framing import ProxyChannel
 
