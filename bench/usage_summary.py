@@ -14,8 +14,15 @@ whole month and over one day, each aligned to hours and not, against the
 raw query the summary used to run (SQLite: every row of the range summed in
 Python; PostgreSQL: one aggregate with ``percentile_disc``), and checks
 that both give the same sums.  Also the write path: ``write_records`` of
-100-record batches with the rollup against the same store with the rollup
-upsert switched off.
+100-record batches -- on PostgreSQL with the rollup against the same store
+with the rollup upsert switched off; on SQLite, whose rollup is folded
+lazily (``fold_pending``), the insert alone against the insert followed by
+a fold of its batch (what rolling up on the write path would cost), and
+the bulk fold per record of 100, 1 000 and 10 000 pending records.  And,
+since an SQLite summary first folds what is pending, the summary right
+after ``FOLD_RECORDS + FOLD_CHECK`` (5 500) new records were written
+without a fold (the most one writer leaves pending), those records at the
+month's rate (4 hours of them).
 
     PYTHONPATH=. python bench/usage_summary.py                      # both stores, ~10 min
     PYTHONPATH=. python bench/usage_summary.py --stores sqlite --records 200000
@@ -51,6 +58,7 @@ import psycopg
 
 from dd0c_route.ledger import postgres as postgres_module
 from dd0c_route.ledger import sqlite as sqlite_module
+from dd0c_route.ledger import sqlite_rollup
 from dd0c_route.ledger.postgres import PostgresLedger
 from dd0c_route.ledger.postgres_rows import record_row
 from dd0c_route.ledger.postgres_schema import COLUMN_NAMES
@@ -58,6 +66,7 @@ from dd0c_route.ledger.records import UsageRecord
 from dd0c_route.ledger.rollup_plan import SummaryBuilder
 from dd0c_route.ledger.rollup_sql import segment_select
 from dd0c_route.ledger.sqlite import _INSERT_USAGE, SQLiteLedger, _record_row
+from dd0c_route.ledger.sqlite_rollup import FOLD_CHECK, FOLD_RECORDS, FoldSchedule
 from dd0c_route.ledger.usage_query import Summary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +94,8 @@ RANGES = (
     ("day", MONTH + 14 * 86400, MONTH + 15 * 86400),
     ("day-unaligned", MONTH + 14 * 86400 + 5 * 3600 + 601.5, MONTH + 15 * 86400 + 4 * 3600 + 17.0),
 )
+#: The most one writer leaves unfolded: what a summary may have to fold first.
+PENDING = FOLD_RECORDS + FOLD_CHECK
 #: Hours of the (UTC) day by traffic weight: a working day with a tail.
 DIURNAL = [0.2, 0.15, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.5, 2.0, 2.2, 2.2, 1.8, 2.0, 2.2, 2.1, 1.9, 1.5, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3]
 
@@ -139,9 +150,9 @@ def _seed_sqlite(path: str, n: int) -> float:
     """Seed, then open (migrating: the backfill); returns the backfill's seconds."""
     SQLiteLedger(path).close()
     conn = sqlite3.connect(path, isolation_level=None)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.execute("DROP TABLE usage_rollup")
-    conn.execute(f"PRAGMA user_version = {version - 1}")
+    conn.execute("DROP TABLE usage_rollup_mark")
+    conn.execute(f"PRAGMA user_version = {sqlite_module._MIGRATIONS.index(sqlite_rollup.BACKFILL)}")
     for batch in _records(n):
         conn.execute("BEGIN")
         conn.executemany(_INSERT_USAGE, [_record_row(r) for r in batch])
@@ -284,30 +295,96 @@ def _time(call: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     return samples, result
 
 
+def _fresh(n: int, start: float, span: float) -> list[UsageRecord]:
+    """``n`` new records (new request ids) spread evenly over ``[start, start + span)``."""
+    records = next(iter(_records(n, seed=secrets.randbelow(10**9))))
+    return [attrs.evolve(r, created_at=start + j * span / n) for j, r in enumerate(records)]
+
+
 def _write_cost(store: Any, store_name: str, batches: int = 30, size: int = 100) -> dict[str, float]:
     """
     ms per batch of ``size`` new records finished within the same second (as
-    the writer's batches are), with the rollup and with its upsert switched
-    off, alternating batch by batch (same store, same run).
+    the writer's batches are), alternating batch by batch (same store, same
+    run): PostgreSQL with the rollup and with its upsert switched off;
+    SQLite the insert alone and the insert followed by folding the batch.
     """
-    records = next(iter(_records(batches * size * 2, seed=secrets.randbelow(10**9))))
     when = MONTH + 20 * 86400 + 11 * 3600 + 0.5
-    module: Any = sqlite_module if store_name == "sqlite" else postgres_module
-    name = "add_to_rollup" if store_name == "sqlite" else "fold_rows"
-    real = getattr(module, name)
-    off: Callable[..., Any] = (lambda *a: None) if store_name == "sqlite" else (lambda *a: [])
-    out: dict[str, list[float]] = {"with_rollup": [], "without_rollup": []}
+    records = _fresh(batches * size * 2, when, batches * 2)
+    labels = ("with_rollup", "without_rollup") if store_name == "postgres" else ("insert_and_fold", "insert")
+    real = postgres_module.fold_rows
+    out: dict[str, list[float]] = {label: [] for label in labels}
     for i in range(batches * 2):
-        batch = [attrs.evolve(r, created_at=when + i + j / size) for j, r in enumerate(records[i * size:(i + 1) * size])]
-        label = "with_rollup" if i % 2 == 0 else "without_rollup"
-        setattr(module, name, real if label == "with_rollup" else off)
+        batch = records[i * size:(i + 1) * size]
+        label = labels[i % 2]
+        if store_name == "postgres" and label == "without_rollup":
+            postgres_module.fold_rows = lambda *a: []  # type: ignore[assignment]
         try:
             start = time.perf_counter()
             store.write_records(batch)
+            if label == "insert_and_fold":
+                store.fold_rollup()
             out[label].append((time.perf_counter() - start) * 1000)
         finally:
-            setattr(module, name, real)
+            postgres_module.fold_rows = real
     return {label: statistics.median(samples) for label, samples in out.items()}
+
+
+def _fold_cost(store: SQLiteLedger, repeat: int = 3) -> dict[str, float]:
+    """
+    µs per record of the SQLite bulk fold of 100, 1 000 and 10 000 pending
+    records: at the month's rate (1 400 an hour) and all within 10 s (a
+    writer's interval at 1 000 records a second).
+    """
+    out = {}
+    when = MONTH + 21 * 86400
+    for n in (100, 1_000, 10_000):
+        for rate, span in (("month_rate", n * 3600 / 1400), ("within_10s", 10.0)):
+            samples = []
+            for _ in range(repeat):
+                store.write_records(_fresh(n, when, span))
+                when += 86400 / 8
+                start = time.perf_counter()
+                folded = store.fold_rollup()
+                samples.append((time.perf_counter() - start) * 1e6 / folded)
+            out[f"{n}_{rate}_us_per_record"] = statistics.median(samples)
+    return out
+
+
+def _pending_summaries(store: SQLiteLedger, repeat: int) -> list[dict[str, Any]]:
+    """
+    The SQLite summary (month ranges) right after :data:`PENDING` new
+    records were written unfolded, at the month's rate (4 hours of them):
+    its fold included, and the fold alone.  Each sample writes its own
+    records into the next 4 hours from day 2 on, so no hour grows far past
+    the month's density (nor the unaligned month's edge hours).
+    """
+    rows = []
+    windows = iter(range(int(MONTH) + 86400, int(MONTH) + (DAYS - 1) * 86400, 4 * 3600))
+    for group_by in GROUP_BYS:
+        for label, start, stop in RANGES[:2]:
+            totals, folds = [], []
+            for _ in range(repeat):
+                store.write_records(_fresh(PENDING, next(windows), 4 * 3600))
+                begin = time.perf_counter()
+                store.usage_summary(start, stop, group_by)
+                totals.append((time.perf_counter() - begin) * 1000)
+                store.write_records(_fresh(PENDING, next(windows), 4 * 3600))
+                begin = time.perf_counter()
+                store.fold_rollup()
+                folds.append((time.perf_counter() - begin) * 1000)
+            row = {
+                "group_by": ",".join(group_by), "range": label, "pending": PENDING,
+                "summary_with_fold_ms": statistics.median(totals), "summary_with_fold_max_ms": max(totals),
+                "fold_alone_ms": statistics.median(folds),
+            }
+            rows.append(row)
+            print(
+                f"sqlite   {row['group_by']:10} {label:16} after {PENDING} unfolded records: "
+                f"summary={row['summary_with_fold_ms']:7.1f} ms (max {row['summary_with_fold_max_ms']:.1f}), "
+                f"of which the fold ~{row['fold_alone_ms']:.1f} ms",
+                flush=True,
+            )
+    return rows
 
 
 def _machine() -> dict[str, Any]:
@@ -353,6 +430,7 @@ def main() -> int:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs of each rollup summary (median reported)")
     parser.add_argument("--raw-repeat", type=int, default=1, help="timed runs of each raw baseline")
+    parser.add_argument("--pending-repeat", type=int, default=3, help="samples of each summary after PENDING unfolded records")
     parser.add_argument("--keep", action="store_true", help="keep the seeded ledgers (printed) for --sqlite/--pg")
     parser.add_argument("--sqlite", help="an already seeded SQLite ledger to reuse")
     parser.add_argument("--pg", help="an already seeded PostgreSQL database (libpq string) to reuse")
@@ -364,7 +442,8 @@ def main() -> int:
             if not args.sqlite:
                 results["backfill_s"][name] = _seed_sqlite(path, args.records)
                 print(f"sqlite: seeded {args.records} records at {path}, backfill {results['backfill_s'][name]:.1f} s")
-            store: Any = SQLiteLedger(path)
+            # Only the bench folds: writes leave their records pending.
+            store: Any = SQLiteLedger(path, fold_schedule=FoldSchedule(records=2**62))
             raw: Callable[..., Any] = sqlite_raw
         else:
             dsn = args.pg
@@ -385,6 +464,10 @@ def main() -> int:
             print(f"{name}: rollup rows per grain {results['grains'][name]}")
             results["write_ms"][name] = _write_cost(store, name)
             print(f"{name}: write_records of 100 new records: {results['write_ms'][name]}")
+            if name == "sqlite":
+                results["fold_us"] = _fold_cost(store)
+                print(f"sqlite: bulk fold: {results['fold_us']}")
+                results["pending_rows"] = _pending_summaries(store, args.pending_repeat)
         finally:
             store.close()
             if name == "postgres" and not args.pg and not args.keep:
@@ -396,6 +479,7 @@ def main() -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     slow = [r for r in results["rows"] if r["rollup_ms"] >= 200]
+    slow += [r for r in results.get("pending_rows", []) if r["summary_with_fold_ms"] >= 200]
     differ = [r for r in results["rows"] if not r["same_sums"]]
     print(f"results: {out}; {len(slow)} summaries at or over 200 ms; {len(differ)} with sums unlike the raw query")
     return 1 if slow or differ else 0

@@ -4,10 +4,11 @@ sqlite_rollup.py) on SQLite and on a real PostgreSQL: every summary field,
 for every group_by (one name and every pair) and for ranges on and off hour
 and day boundaries, equals what the test computes from the seeded records
 itself (percentiles with the documented bucket semantics); replays and
-duplicates count once; a failed rollup write takes the records with it;
-the migration's backfill builds exactly the rollup the writers build; both
-stores give the same JSON; Hypothesis compares random records and ranges
-with the raw definition.
+duplicates count once; on PostgreSQL a failed rollup write takes the
+records with it; the migration's backfill builds exactly the rollup the
+writers (PostgreSQL) or the fold (SQLite) build; both stores give the same
+JSON; Hypothesis compares random records and ranges with the raw
+definition.  SQLite's lazy fold itself: tests/test_rollup_fold.py.
 """
 
 from __future__ import annotations
@@ -192,9 +193,11 @@ class _StoreTests:
         self.addCleanup(store.close)  # type: ignore[attr-defined]
         return store
 
-    def rollup_rows(self, store: Any) -> list[tuple[Any, ...]]:
-        """Every rollup row, money as Decimal, in key order."""
+    def rollup_rows(self, store: Any, fold: bool = True) -> list[tuple[Any, ...]]:
+        """Every rollup row, money as Decimal, in key order (on SQLite after folding every record, unless not ``fold``)."""
         if self.kind == "sqlite":
+            if fold:
+                store.fold_rollup()
             with store._lock:
                 rows = store._conn.execute("SELECT * FROM usage_rollup ORDER BY 1, 2, 3, 4, 5, 6, 7").fetchall()
         else:
@@ -207,8 +210,9 @@ class _StoreTests:
         if self.kind == "sqlite":
             def rebuild(conn: Any) -> None:
                 conn.execute("DROP TABLE usage_rollup")
-                for step in BACKFILL:
-                    step(conn)
+                conn.execute("DROP TABLE usage_rollup_mark")
+                for step in (*BACKFILL, *sqlite_rollup.MARK):
+                    step(conn) if callable(step) else conn.execute(step)
 
             store._write(rebuild)
         else:
@@ -250,23 +254,6 @@ class _StoreTests:
         self.check(store, records, group_bys=(("model",), ("hour", "key"), ("day", "route")))
         hourly = [r for r in self.rollup_rows(store) if r[0] == "hour:total"]
         self.assertEqual(sum(r[7] for r in hourly), len(records))  # type: ignore[attr-defined]
-
-    def test_failed_rollup_write_takes_the_records_with_it(self) -> None:
-        """The rollup is written in the records' transaction: when it fails, neither is stored; the retry counts once."""
-        store = self.open()
-        records = seeded(60)
-        module: Any = sqlite_rollup if self.kind == "sqlite" else postgres_module
-        name = "_UPSERT" if self.kind == "sqlite" else "_ROLLUP_UPSERT"
-        real = getattr(module, name)
-        setattr(module, name, "INSERT INTO no_such_table VALUES (1)")
-        try:
-            with self.assertRaises((sqlite3.Error, psycopg.Error)):  # type: ignore[attr-defined]
-                store.write_records(records)
-        finally:
-            setattr(module, name, real)
-        self.assertEqual(store.read_records(), [])  # type: ignore[attr-defined]
-        store.write_records(records)
-        self.check(store, records, group_bys=(("team",), ("hour",)))
 
     def test_backfill_builds_the_writers_rollup(self) -> None:
         """A ledger from before the rollup migrates to exactly the rows the writers made, and the same answers."""
@@ -388,6 +375,21 @@ class SQLiteRollupTests(_StoreTests, SynchronousTestCase):
 class PostgresRollupTests(_StoreTests, SynchronousTestCase):
     kind = "postgres"
     test_random_records_and_ranges_equal_the_definition = _random_records_test()
+
+    def test_failed_rollup_write_takes_the_records_with_it(self) -> None:
+        """The rollup is written in the records' transaction: when it fails, neither is stored; the retry counts once."""
+        store = self.open()
+        records = seeded(60)
+        real = postgres_module._ROLLUP_UPSERT
+        postgres_module._ROLLUP_UPSERT = "INSERT INTO no_such_table VALUES (1)"  # type: ignore[assignment]
+        try:
+            with self.assertRaises(psycopg.Error):
+                store.write_records(records)
+        finally:
+            postgres_module._ROLLUP_UPSERT = real
+        self.assertEqual(store.read_records(), [])
+        store.write_records(records)
+        self.check(store, records, group_bys=(("team",), ("hour",)))
 
     def test_same_json_as_sqlite(self) -> None:
         """The same records give the same answer, byte for byte, on both stores."""

@@ -1,4 +1,4 @@
-# Tests: tests/test_ledger.py, tests/test_usage_rollup.py
+# Tests: tests/test_ledger.py, tests/test_usage_rollup.py, tests/test_rollup_fold.py
 """
 The durable ledger: usage records and proxy keys in one SQLite file.
 
@@ -14,8 +14,11 @@ other's short write transactions instead of failing.
 Money is stored as the ``Decimal``'s exact text, never as a REAL, so sums
 are done in Python with ``Decimal`` (in SQL through the functions
 :mod:`.sqlite_rollup` registers); booleans are INTEGER 0/1.  The summary's
-rollup (``usage_rollup``, :mod:`.rollup`) is written in the records'
-transaction.
+rollup (``usage_rollup``, :mod:`.rollup`) is not written with the records:
+writing a batch is one ``executemany``, and the records are folded into the
+rollup in bulk later (:func:`.sqlite_rollup.fold_pending`), by the summary
+before it reads and by the writer, in its own thread, once
+:data:`.sqlite_rollup.FOLD_RECORDS` are pending.
 
 Schema versions live in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` takes a
 database from version ``n`` to ``n + 1``, each in its own transaction.
@@ -32,13 +35,13 @@ from types import TracebackType
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IKeyStore, ISessionStore, IUsageStore, KeyInfo, KeyNameTaken, LedgerSchemaError
 from .records import UsageRecord
-from .rollup import record_source
 from .sqlite_admin import SQLiteAdminQueries
-from .sqlite_rollup import BACKFILL, add_to_rollup, register_exact
+from .sqlite_rollup import BACKFILL, MARK, FoldSchedule, pending, register_exact
 
 __all__ = ["SCHEMA_VERSION", "LedgerSchemaError", "SQLiteLedger"]
 
@@ -152,6 +155,8 @@ _MIGRATIONS: tuple[tuple[_Step, ...], ...] = (
         "expires_at REAL NOT NULL)",
         "CREATE INDEX sessions_expires ON sessions (expires_at)",
     ),
+    # Issue #18: the rollup folded lazily past a watermark, off the write path.
+    MARK,
 )
 
 _USAGE_COLUMNS = (
@@ -204,17 +209,19 @@ def _insert_usage(rows: int) -> str:
 _INSERTS = {rows: _insert_usage(rows) for rows in _CHUNKS}
 
 
-def _insert_rows(conn: sqlite3.Connection, rows: Sequence[list[Any]]) -> None:
+def _insert_rows(conn: sqlite3.Connection, rows: Sequence[list[Any]]) -> int:
     """
     Insert ``rows`` in order, as few multi-row statements: one
     ``executemany`` step per row cost ~9 us more per record (the statement
-    runs, and updates ``sqlite_sequence``, once per row; issue #18).
+    runs, and updates ``sqlite_sequence``, once per row; issue #18).  The
+    number of rows inserted (known request ids are skipped).
     """
-    start = 0
+    start = written = 0
     for size in _CHUNKS:
         while len(rows) - start >= size:
-            conn.execute(_INSERTS[size], list(chain.from_iterable(rows[start:start + size])))
+            written += conn.execute(_INSERTS[size], list(chain.from_iterable(rows[start:start + size]))).rowcount
             start += size
+    return written
 
 
 def _row_record(row: Sequence[Any]) -> UsageRecord:
@@ -256,13 +263,18 @@ class SQLiteLedger(SQLiteAdminQueries):
 
     Opening creates or migrates the schema.  Use it from a worker thread in
     the server; the CLI uses it directly.  ``path`` may be ``":memory:"``.
+    ``fold_schedule`` says when :meth:`write_records` folds the rollup.
     """
 
+    _log = Logger()
     _select_usage = _SELECT_USAGE
     _row_record = staticmethod(_row_record)
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = 5000, fold_schedule: Optional[FoldSchedule] = None
+    ) -> None:
         self.path = path
+        self._schedule = FoldSchedule() if fold_schedule is None else fold_schedule
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000
@@ -346,22 +358,26 @@ class SQLiteLedger(SQLiteAdminQueries):
 
     def write_records(self, records: Sequence[UsageRecord]) -> None:
         """
-        Insert the records and add the new ones to the rollup, in one
-        transaction; known request ids are skipped in both (one INSERT per
-        record: its row count says whether it was new).
+        Insert the records in one transaction; known request ids are
+        skipped.  Then, when the schedule says so, fold the rollup (in this
+        thread, its own transaction): a failed fold is logged, not raised --
+        the records are stored, and the next fold takes them.
         """
         rows = [_record_row(record) for record in records]
+        if not rows:
+            return
+        schedule = self._schedule
 
-        def insert(conn: sqlite3.Connection) -> None:
-            fresh = [
-                record_source(record)
-                for record, row in zip(records, rows, strict=True)
-                if conn.execute(_INSERTS[1], row).rowcount == 1
-            ]
-            add_to_rollup(conn, fresh)
+        def insert(conn: sqlite3.Connection) -> bool:
+            written = _insert_rows(conn, rows)
+            return schedule.wrote(written) and pending(conn) >= schedule.records
 
-        if rows:
-            self._write(insert)
+        due: bool = self._write(insert)
+        if due:
+            try:
+                self.fold_rollup()
+            except Exception:
+                self._log.failure("Folding usage records into the summary's rollup failed; the next fold retries")
 
     def read_records(self, since: Optional[float] = None) -> list[UsageRecord]:
         """Stored records (``created_at >= since`` if given), in write order."""

@@ -1,4 +1,4 @@
-# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py, tests/test_sessions.py
+# Tests: tests/test_admin_api.py, tests/test_alerts.py, tests/test_usage_rollup.py, tests/test_rollup_fold.py, tests/test_sessions.py
 """
 The admin API's reads and writes on the SQLite ledger (a mixin of
 :class:`~dd0c_route.ledger.sqlite.SQLiteLedger`, kept apart so the store's
@@ -17,7 +17,7 @@ from .alert_records import AlertRecord
 from .interfaces import KeyInfo
 from .records import UsageRecord
 from .session_records import SessionRecord, session_sql
-from .sqlite_rollup import summarize
+from .sqlite_rollup import fold_pending, summarize
 from .usage_query import RecordFilter, Summary, filter_sql
 
 __all__ = ["SQLiteAdminQueries"]
@@ -31,7 +31,7 @@ def _money(value: Optional[Decimal]) -> Optional[str]:
 
 
 class SQLiteAdminQueries:
-    """Summary, request log, key attributes, alert claims and dashboard sessions over SQL."""
+    """Summary (and the rollup's fold), request log, key attributes, alert claims and dashboard sessions over SQL."""
 
     _lock: threading.Lock
     _conn: sqlite3.Connection
@@ -39,10 +39,26 @@ class SQLiteAdminQueries:
     _select_usage: str
     _row_record: Callable[[Sequence[Any]], UsageRecord]
 
+    def fold_rollup(self) -> int:
+        """Fold every record not yet in the rollup (see :func:`.sqlite_rollup.fold_pending`); how many."""
+        folded: int = self._write(fold_pending)
+        return folded
+
     def usage_summary(self, start: float, end: float, group_by: tuple[str, ...]) -> Summary:
-        """Totals per group of the records in [start, end), from the rollup (see :mod:`.rollup_plan`)."""
+        """
+        Totals per group of the records in [start, end), from the rollup (see
+        :mod:`.rollup_plan`): first every committed record is folded in (one
+        short write transaction), then the summary is read in one read
+        transaction -- a snapshot, so other writers are not held up by it.
+        """
+        self.fold_rollup()
         with self._lock:
-            return summarize(self._conn, start, end, group_by)
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                return summarize(conn, start, end, group_by)
+            finally:
+                conn.execute("COMMIT")
 
     def query_records(self, where: RecordFilter) -> list[UsageRecord]:
         """The records ``where`` selects, newest first."""
