@@ -12,7 +12,8 @@ from dd0c_route.ledger.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteLedger
 def test_old_ledger_gains_admin_flag_and_client_request_id(tmp_path):
     path = str(tmp_path / "old.sqlite3")
     conn = sqlite3.connect(path)
-    before = len(_MIGRATIONS) - 1  # every migration but the one that added the admin flag
+    # Every migration before the one that added the admin flag (and the client's X-Request-ID).
+    before = next(i for i, step in enumerate(_MIGRATIONS) if any("admin" in s for s in step if isinstance(s, str)))
     for version in range(before):
         for statement in _MIGRATIONS[version]:
             conn.execute(statement)
