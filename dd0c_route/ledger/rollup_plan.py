@@ -7,9 +7,10 @@ grain (unless grouped by hour), the whole hours around them from the
 smallest hourly grain that keeps the dimensions asked for, and the partial
 hours at the two edges from the records themselves (a ``created_at`` range
 scan, folded the way the writers fold).  The segments partition the range,
-and a record and its rollup rows are committed together, so every sum is
-exact at any ``from``/``to`` -- the rollup only decides how many rows are
-read.
+and the edges read exactly the records the rollup holds (PostgreSQL: a
+record and its rollup rows are committed together; SQLite: the records up
+to the fold's watermark, in the same snapshot), so every sum is exact at
+any ``from``/``to`` -- the rollup only decides how many rows are read.
 
 :class:`SummaryBuilder` merges what the segments return -- groups of rollup
 rows, or records folded per hour -- into the :class:`.usage_query.Summary`

@@ -8,9 +8,11 @@ Folded lazily, not on the write path: ``write_records`` only inserts (one
 ``executemany``), and :func:`fold_pending` later adds every record past the
 watermark -- the highest ``usage.seq`` already folded, in the one-row table
 ``usage_rollup_mark`` -- to the rollup and moves the watermark, in one write
-transaction.  Per record that fold costs a fraction of the per-batch upsert
-it replaces (records of one hour and key share their rollup rows), and it
-is paid where the summary needs it, not in every proxied request.
+transaction.  In bulk that costs a fraction of the per-batch upsert it
+replaced (records of one hour and key share their rollup rows: each row
+upserted costs about three records' folding), and none of it is paid on a
+proxied request's path.  The summary folds first; writers fold once
+:data:`FOLD_RECORDS` are pending (:class:`FoldSchedule`).
 
 Why a watermark is exact: ``seq`` is ``INTEGER PRIMARY KEY AUTOINCREMENT``,
 so a new row's ``seq`` is larger than any ``seq`` the table ever held, and
