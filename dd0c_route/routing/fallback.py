@@ -297,6 +297,13 @@ class FallbackChain:
             return
         self._info.attempts = ",".join(attempts)
 
+    def release(self) -> None:
+        """
+        The call is over: forget the last exchange, which refers back to this
+        chain, so that neither keeps the other (and the request) alive.
+        """
+        self.exchange = None
+
     @property
     def live(self) -> bool:
         """An attempt is in progress (its exchange not yet finalized)."""

@@ -1,4 +1,4 @@
-# Tests: tests/test_live_openai.py, tests/test_bad_input.py, tests/test_disconnect.py
+# Tests: tests/test_live_openai.py, tests/test_bad_input.py, tests/test_disconnect.py, tests/test_request_garbage.py
 """
 One client request, from arrival to its usage record: the :class:`Call`.
 
@@ -253,6 +253,15 @@ class Call:
             exchange = self.exchange or (self.chain.exchange if self.chain is not None else None)
             facts = exchange.facts if exchange is not None else UsageFacts()
         self.app.meter.finalize(self.info, facts, outcome)
+        # The call, its chain and its exchange refer to each other (callbacks
+        # both ways): dropping the links now lets reference counting free the
+        # whole request -- twisted.web's Request included -- at once, instead
+        # of the cyclic GC finding ~80 objects per request later (issue #18:
+        # that GC cost ~80 us per request).
+        if self.chain is not None:
+            self.chain.release()
+            self.chain = None
+        self.exchange = None
 
     def client_lost(self, reason: Any) -> None:
         self.client_gone = True
